@@ -1,0 +1,20 @@
+"""ssekit: Server-Sent Events for Python, correct to the byte.
+
+`to_sse()` turns any iterator or async iterator of chunks into `text/event-stream` bytes; the
+adapters in `ssekit.adapters` serve them from WSGI, Flask, ASGI and Starlette apps.
+"""
+
+from ssekit._errors import ChannelClosed, StreamError
+from ssekit._event import Event
+from ssekit._parse import EventParser, MessageEvent
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ChannelClosed",
+    "Event",
+    "EventParser",
+    "MessageEvent",
+    "StreamError",
+    "__version__",
+]

@@ -1,0 +1,181 @@
+"""The outgoing side of the wire codec: `Event` and the hot-path `encode_data`.
+
+No I/O, no event loop, no framework: bytes out, validated in.  The rules come from the WHATWG HTML
+standard, "Server-sent events", section "Parsing an event stream".
+"""
+
+from __future__ import annotations
+
+from typing import Any, NoReturn
+
+__all__ = ["Event", "encode_data", "split_lines"]
+
+
+def split_lines(text: str) -> list[str]:
+    """Split on CRLF, CR and LF only, as the event-stream grammar does.
+
+    `str.splitlines()` is wrong here: it also splits on VT, FF, U+001C..U+001E, U+0085, U+2028 and
+    U+2029, which a browser keeps inside the data.
+    """
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return text.split("\n")
+
+
+def encode_data(data: str) -> bytes:
+    """Frame `data` as one message event (`data:` lines and the blank line that dispatches it).
+
+    The hot path for every text chunk: one-line data costs a membership test and one encode.
+    """
+    if "\n" in data or "\r" in data:
+        return "".join([f"data: {line}\n" for line in split_lines(data)] + ["\n"]).encode()
+    return f"data: {data}\n\n".encode()
+
+
+def _refuse(field: str, rule: str, value: object) -> NoReturn:
+    raise ValueError(f"Event {field}={value!r} is refused: {rule}.")
+
+
+def _check_text(field: str, value: object) -> None:
+    if not isinstance(value, str):
+        raise TypeError(f"Event {field} must be a str or None, not {type(value).__name__}.")
+
+
+def _check_one_line(field: str, value: object) -> None:
+    _check_text(field, value)
+    assert isinstance(value, str)
+    if "\n" in value or "\r" in value:
+        char = "LF" if "\n" in value else "CR"
+        _refuse(field, f"it must not contain a line break ({char}), which would end the field early", value)
+
+
+_ABSENT = (None, None, None, None, None)
+
+
+class Event(tuple[Any, ...]):
+    """One server-sent event: immutable, validated when built, `encode()`d to UTF-8 bytes.
+
+    Every field is optional.  `data` may span lines (CRLF, CR or LF); `event` and `id` may not, and
+    `id` may not contain NUL, because a browser would read the rest as another field or ignore the
+    id.  `retry` is the reconnection time in milliseconds.  A `comment` is written as comment lines,
+    which clients ignore (useful for keep-alives and debugging).
+    """
+
+    # A tuple subclass, not a dataclass: building one is several times cheaper, which matters when
+    # a stream yields an `Event` per token.  Equality and hashing still take the type into account.
+    __slots__ = ()
+
+    def __new__(
+        cls,
+        data: str | None = None,
+        *,
+        event: str | None = None,
+        id: str | None = None,  # noqa: A002 - the field is called "id" on the wire
+        retry: int | None = None,
+        comment: str | None = None,
+    ) -> Event:
+        if data is not None and type(data) is not str:
+            _check_text("data", data)
+        if event is not None:
+            _check_one_line("event", event)
+        if id is not None:
+            _check_one_line("id", id)
+            if "\0" in id:
+                _refuse("id", "it must not contain NUL (U+0000), or browsers ignore the id", id)
+        if retry is not None:
+            if type(retry) is not int:
+                raise TypeError(
+                    f"Event retry must be an int number of milliseconds, not {type(retry).__name__}."
+                )
+            if retry < 0:
+                _refuse("retry", "it must be a non-negative number of milliseconds", retry)
+        if comment is not None:
+            _check_text("comment", comment)
+        fields = (data, event, id, retry, comment)
+        if fields == _ABSENT:
+            raise ValueError("Event() needs at least one of data, event, id, retry or comment.")
+        return tuple.__new__(cls, fields)
+
+    @property
+    def data(self) -> str | None:
+        """The message payload; a browser receives it with line breaks normalised to LF."""
+        return self[0]  # type: ignore[no-any-return]
+
+    @property
+    def event(self) -> str | None:
+        """The event type; `None` (or "") dispatches a plain `message` event."""
+        return self[1]  # type: ignore[no-any-return]
+
+    @property
+    def id(self) -> str | None:
+        """The event id; the client sends it back as `Last-Event-ID` when it reconnects."""
+        return self[2]  # type: ignore[no-any-return]
+
+    @property
+    def retry(self) -> int | None:
+        """The client's reconnection delay, in milliseconds."""
+        return self[3]  # type: ignore[no-any-return]
+
+    @property
+    def comment(self) -> str | None:
+        """A comment, ignored by clients."""
+        return self[4]  # type: ignore[no-any-return]
+
+    def encode(self) -> bytes:
+        """Return the event as UTF-8 bytes, ending with the blank line that dispatches it."""
+        data, event, id_, retry, comment = self
+        if event is None and id_ is None and retry is None and comment is None:
+            return encode_data(data)
+        lines: list[str] = []
+        if comment is not None:
+            lines += [f": {line}\n" for line in split_lines(comment)]
+        if event is not None:
+            lines.append(f"event: {event}\n")
+        if id_ is not None:
+            lines.append(f"id: {id_}\n")
+        if retry is not None:
+            lines.append(f"retry: {retry}\n")
+        if data is not None:
+            lines += [f"data: {line}\n" for line in split_lines(data)]
+        lines.append("\n")
+        return "".join(lines).encode()
+
+    def replace(self, **changes: Any) -> Event:
+        """Return a copy with some fields changed (validated like a new event)."""
+        data, event, id_, retry, comment = self
+        fields: dict[str, Any] = {
+            "data": data,
+            "event": event,
+            "id": id_,
+            "retry": retry,
+            "comment": comment,
+        }
+        unknown = set(changes) - set(fields)
+        if unknown:
+            raise TypeError(f"Event has no field {sorted(unknown)[0]!r}.")
+        fields.update(changes)
+        return Event(**fields)
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is Event and tuple.__eq__(self, other)
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    def __hash__(self) -> int:
+        return hash((Event, tuple.__hash__(self)))
+
+    def __repr__(self) -> str:
+        names = ("data", "event", "id", "retry", "comment")
+        shown = ", ".join(f"{n}={v!r}" for n, v in zip(names, self) if v is not None)
+        return f"Event({shown})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        data, event, id_, retry, comment = self
+        return (_rebuild, (data, event, id_, retry, comment))
+
+
+def _rebuild(
+    data: str | None, event: str | None, id_: str | None, retry: int | None, comment: str | None
+) -> Event:
+    return Event(data, event=event, id=id_, retry=retry, comment=comment)
