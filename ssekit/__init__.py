@@ -4,17 +4,23 @@
 adapters in `ssekit.adapters` serve them from WSGI, Flask, ASGI and Starlette apps.
 """
 
+from ssekit._channel import Channel
 from ssekit._errors import ChannelClosed, StreamError
 from ssekit._event import Event
 from ssekit._parse import EventParser, MessageEvent
+from ssekit._stream import SSEStream, StreamState, to_sse
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Channel",
     "ChannelClosed",
     "Event",
     "EventParser",
     "MessageEvent",
+    "SSEStream",
     "StreamError",
+    "StreamState",
     "__version__",
+    "to_sse",
 ]

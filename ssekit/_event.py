@@ -46,7 +46,11 @@ def _check_one_line(field: str, value: object) -> None:
     assert isinstance(value, str)
     if "\n" in value or "\r" in value:
         char = "LF" if "\n" in value else "CR"
-        _refuse(field, f"it must not contain a line break ({char}), which would end the field early", value)
+        _refuse(
+            field,
+            f"it must not contain a line break ({char}), which would end the field early",
+            value,
+        )
 
 
 _ABSENT = (None, None, None, None, None)

@@ -109,7 +109,9 @@ class EventParser:
                 self.last_event_id = self._id_buffer
                 if data:
                     events.append(
-                        MessageEvent(self._event_type or "message", "\n".join(data), self._id_buffer)
+                        MessageEvent(
+                            self._event_type or "message", "\n".join(data), self._id_buffer
+                        )
                     )
                     data = self._data = []
                 self._event_type = ""

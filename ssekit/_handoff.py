@@ -1,0 +1,189 @@
+"""A bounded, thread-safe handoff of chunks from one producer to one consumer.
+
+Either side may be a thread that blocks or an asyncio task that awaits, so the same object connects
+a sync source running in a worker thread to an event loop, an async source on a helper loop to a
+WSGI thread, and a `Channel` to whoever serves it.  Nobody polls: a side that must wait registers a
+waiter and the other side wakes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import deque
+from typing import Any
+
+from ssekit._errors import ChannelClosed
+
+__all__ = ["Handoff"]
+
+
+class _Waiter:
+    """One parked side: a `threading.Event` for threads, a future for tasks."""
+
+    __slots__ = ("_event", "_future", "_loop", "_thread")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop | None) -> None:
+        self._loop = loop
+        self._thread = threading.get_ident()
+        self._future: asyncio.Future[None] | None = loop.create_future() if loop else None
+        self._event: threading.Event | None = None if loop else threading.Event()
+
+    def wake(self) -> None:
+        if self._event is not None:
+            self._event.set()
+            return
+        assert self._loop is not None and self._future is not None
+        if threading.get_ident() == self._thread:
+            _resolve(self._future)
+        else:
+            try:
+                self._loop.call_soon_threadsafe(_resolve, self._future)
+            except RuntimeError:  # the loop is closed: nobody is waiting any more
+                pass
+
+    def wait(self, timeout: float | None) -> bool:
+        assert self._event is not None
+        return self._event.wait(timeout)
+
+    async def wait_async(self, timeout: float | None) -> bool:
+        assert self._future is not None
+        # asyncio.wait() does not cancel what it waits for: a timeout leaves the future armed.
+        done, _ = await asyncio.wait((self._future,), timeout=timeout)
+        return bool(done)
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+class Handoff:
+    """Chunks in order from a producer to a consumer, at most `maxsize` waiting.
+
+    The producer calls `put`/`aput` (blocking while full) and then `finish`; the consumer calls
+    `take` and `wait`/`wait_async`, and `close` when it stops listening, after which `put` raises
+    `ChannelClosed` so the producer learns to stop.
+    """
+
+    def __init__(self, maxsize: int) -> None:
+        if maxsize < 1:
+            raise ValueError(f"maxsize must be at least 1, not {maxsize!r}.")
+        self._maxsize = maxsize
+        self._items: deque[Any] = deque()
+        self._lock = threading.Lock()
+        self._finished = False
+        self._closed = False
+        self.error: BaseException | None = None
+        self._consumer: _Waiter | None = None
+        self._producer: _Waiter | None = None
+
+    # -- producer side -------------------------------------------------------------------------
+
+    def try_put(self, item: Any) -> bool:
+        """Add `item` if there is room, without waiting; raise `ChannelClosed` once closed."""
+        with self._lock:
+            if self._closed or self._finished:
+                raise ChannelClosed(self._why_closed())
+            if len(self._items) >= self._maxsize:
+                return False
+            self._items.append(item)
+            waiter, self._consumer = self._consumer, None
+        if waiter is not None:
+            waiter.wake()
+        return True
+
+    def put(self, item: Any, timeout: float | None = None) -> None:
+        """Add `item`, blocking while full (at most `timeout` seconds, then `TimeoutError`)."""
+        while not self.try_put(item):
+            if not self._park_producer(None).wait(timeout):
+                raise TimeoutError(f"The consumer took nothing for {timeout} seconds.")
+
+    async def aput(self, item: Any, timeout: float | None = None) -> None:
+        """Add `item`, awaiting while full."""
+        while not self.try_put(item):
+            loop = asyncio.get_running_loop()
+            if not await self._park_producer(loop).wait_async(timeout):
+                raise TimeoutError(f"The consumer took nothing for {timeout} seconds.")
+
+    def _park_producer(self, loop: asyncio.AbstractEventLoop | None) -> _Waiter:
+        waiter = _Waiter(loop)
+        with self._lock:
+            full = len(self._items) >= self._maxsize and not self._closed
+            if full:
+                self._producer = waiter
+        if not full:
+            waiter.wake()
+        return waiter
+
+    def finish(self, error: BaseException | None = None) -> bool:
+        """No more items will come (`error` says why, if it was a failure). False if already so."""
+        with self._lock:
+            if self._finished or self._closed:
+                return False
+            self._finished = True
+            self.error = error
+            waiter, self._consumer = self._consumer, None
+        if waiter is not None:
+            waiter.wake()
+        return True
+
+    @property
+    def closed(self) -> bool:
+        """True once the consumer has stopped listening."""
+        return self._closed
+
+    @property
+    def finished(self) -> bool:
+        """True once the producer has said it is done."""
+        return self._finished
+
+    def _why_closed(self) -> str:
+        if self._closed:
+            return "The stream's consumer has gone away (the client disconnected)."
+        return "The channel has ended; nothing more can be sent."
+
+    # -- consumer side -------------------------------------------------------------------------
+
+    def take(self) -> list[Any]:
+        """Return every item waiting now (possibly none), in order."""
+        with self._lock:
+            if not self._items:
+                return []
+            items = list(self._items)
+            self._items.clear()
+            waiter, self._producer = self._producer, None
+        if waiter is not None:
+            waiter.wake()
+        return items
+
+    @property
+    def drained(self) -> bool:
+        """True when the producer has finished and every item has been taken."""
+        return self._finished and not self._items
+
+    def wait(self, timeout: float | None) -> bool:
+        """Block until items arrive or the producer finishes; False if `timeout` passed first."""
+        waiter = self._park_consumer(None)
+        return waiter is None or waiter.wait(timeout)
+
+    async def wait_async(self, timeout: float | None) -> bool:
+        """Await items or the producer's finish; False if `timeout` passed first."""
+        waiter = self._park_consumer(asyncio.get_running_loop())
+        return waiter is None or await waiter.wait_async(timeout)
+
+    def _park_consumer(self, loop: asyncio.AbstractEventLoop | None) -> _Waiter | None:
+        with self._lock:
+            if self._items or self._finished:
+                return None
+            waiter = self._consumer = _Waiter(loop)
+        return waiter
+
+    def close(self) -> None:
+        """The consumer stops listening: drop what is queued and release a blocked producer."""
+        with self._lock:
+            self._closed = True
+            self._items.clear()
+            waiter, self._producer = self._producer, None
+        if waiter is not None:
+            waiter.wake()

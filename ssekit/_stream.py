@@ -1,0 +1,356 @@
+"""`to_sse()` and `SSEStream`: any source of chunks, served as event-stream bytes, sync or async.
+
+A source runs where it can run without blocking the consumer: an async source on the consumer's
+loop (or, for a sync consumer, on a helper loop in a thread of its own), a sync source in a worker
+thread of its own.  It hands chunks over through a bounded `Handoff`; the consumer side feeds them
+to a `StreamWriter`, which decides what to write and when.  A dedicated thread per sync stream,
+rather than a pool, because streams are long-lived: a pool (asyncio's default executor holds
+min(32, CPUs + 4) threads, anyio's limiter 40) would stall every stream past its size.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import enum
+import inspect
+import logging
+import threading
+import time
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Callable,
+    Generator,
+    Iterable,
+    Iterator,
+)
+from typing import Any, Union
+
+from ssekit._channel import Channel
+from ssekit._errors import ChannelClosed
+from ssekit._event import Event
+from ssekit._handoff import Handoff
+from ssekit._serialize import Serializer
+from ssekit._writer import ErrorHook, FlushPolicy, StreamOptions, StreamWriter, opening_bytes
+
+__all__ = ["SSEStream", "Source", "StreamState", "to_sse"]
+
+#: What `to_sse()` accepts: an iterable or async iterable of chunks, or a `Channel`.
+Source = Union[Iterable[Any], AsyncIterable[Any], Channel]
+
+logger = logging.getLogger("ssekit")
+
+#: How many chunks a source may run ahead of the consumer.
+PULL_AHEAD = 256
+#: How long closing a stream waits for an async source's task or helper loop to finish.
+PRODUCER_CLOSE_SECONDS = 5.0
+
+
+class StreamState(enum.Enum):
+    """Where an `SSEStream` is in its life."""
+
+    #: Built, not iterated yet.
+    IDLE = "idle"
+    #: Being iterated.
+    STREAMING = "streaming"
+    #: Finished or closed; its source has been closed.
+    CLOSED = "closed"
+
+
+class SSEStream:
+    """Event-stream bytes from a source: iterate it with `for` (WSGI) or `async for` (ASGI).
+
+    It can be iterated once.  Stopping early (`close()`/`aclose()`, a cancelled task, a server's
+    `close()` call) closes the source, so its `finally` blocks run and its thread or loop ends.
+    """
+
+    def __init__(self, source: Source, options: StreamOptions) -> None:
+        if not isinstance(source, (Iterable, AsyncIterable, Channel)):
+            raise TypeError(
+                f"to_sse() needs an iterable or async iterable of chunks, not "
+                f"{type(source).__name__}."
+            )
+        if isinstance(source, (str, bytes, Event)):
+            raise TypeError(
+                "to_sse() needs an iterable of chunks; wrap a single chunk in a list: [chunk]."
+            )
+        self._source = source
+        self.options = options
+        #: One field for the whole life cycle: idle, streaming or closed.
+        self.state = StreamState.IDLE
+        self._sync_gen: Generator[bytes, None, None] | None = None
+        self._async_gen: AsyncGenerator[bytes, None] | None = None
+
+    def _start(self) -> None:
+        if self.state is not StreamState.IDLE:
+            raise RuntimeError(
+                "An SSEStream can be iterated only once; call to_sse() again for a new stream."
+            )
+        self.state = StreamState.STREAMING
+
+    # -- sync consumer -------------------------------------------------------------------------
+
+    def __iter__(self) -> Iterator[bytes]:
+        self._start()
+        self._sync_gen = self._run_sync()
+        return self._sync_gen
+
+    def __next__(self) -> bytes:
+        if self._sync_gen is None:
+            iter(self)
+        assert self._sync_gen is not None
+        return next(self._sync_gen)
+
+    def close(self) -> None:
+        """Stop streaming and close the source (WSGI servers call this when the client leaves)."""
+        if self._sync_gen is not None:
+            self._sync_gen.close()
+        elif self._async_gen is None:
+            self.state = StreamState.CLOSED
+            _close_unstarted(self._source)
+
+    def _run_sync(self) -> Generator[bytes, None, None]:
+        handoff, stop = self._start_producer_for_sync()
+        writer = StreamWriter(self.options, time.monotonic())
+        try:
+            yield opening_bytes(self.options)
+            while True:
+                now = time.monotonic()
+                _collect(handoff, writer, now)
+                out, wait = writer.poll(now)
+                yield from out
+                if writer.done:
+                    return
+                if not out:
+                    handoff.wait(wait)
+        finally:
+            self.state = StreamState.CLOSED
+            handoff.close()
+            stop()
+
+    def _start_producer_for_sync(self) -> tuple[Handoff, Callable[[], None]]:
+        """Start the source for a sync consumer; return its handoff and how to stop it."""
+        source = self._source
+        if isinstance(source, Channel):
+            return source._attach(), _noop
+        handoff = Handoff(PULL_AHEAD)
+        if isinstance(source, AsyncIterable) and not isinstance(source, Iterable):
+            return handoff, _start_helper_loop(source, handoff)
+        _start_worker_thread(source, handoff)
+        return handoff, _noop
+
+    # -- async consumer ------------------------------------------------------------------------
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        self._start()
+        self._async_gen = self._run_async()
+        return self._async_gen
+
+    async def __anext__(self) -> bytes:
+        if self._async_gen is None:
+            self.__aiter__()
+        assert self._async_gen is not None
+        return await self._async_gen.__anext__()
+
+    async def aclose(self) -> None:
+        """Stop streaming and close the source (ASGI adapters call this on disconnect)."""
+        if self._async_gen is not None:
+            await self._async_gen.aclose()
+        elif self._sync_gen is not None:
+            self._sync_gen.close()
+        else:
+            self.state = StreamState.CLOSED
+            _close_unstarted(self._source)
+
+    async def _run_async(self) -> AsyncGenerator[bytes, None]:
+        handoff, producer = self._start_producer_for_async()
+        loop = asyncio.get_running_loop()
+        writer = StreamWriter(self.options, loop.time())
+        try:
+            yield opening_bytes(self.options)
+            while True:
+                now = loop.time()
+                _collect(handoff, writer, now)
+                out, wait = writer.poll(now)
+                for data in out:
+                    yield data
+                if writer.done:
+                    return
+                if not out:
+                    await handoff.wait_async(wait)
+        finally:
+            self.state = StreamState.CLOSED
+            handoff.close()
+            if producer is not None:
+                producer.cancel()
+                try:
+                    await asyncio.wait((producer,), timeout=PRODUCER_CLOSE_SECONDS)
+                except asyncio.CancelledError:
+                    pass  # cancelled again while closing (anyio cancels by scope): it ends anyway
+
+    def _start_producer_for_async(self) -> tuple[Handoff, asyncio.Task[None] | None]:
+        """Start the source for an async consumer; return its handoff and its task, if any."""
+        source = self._source
+        if isinstance(source, Channel):
+            return source._attach(), None
+        handoff = Handoff(PULL_AHEAD)
+        if isinstance(source, AsyncIterable):
+            task = asyncio.get_running_loop().create_task(_pump_async(source, handoff))
+            return handoff, task
+        _start_worker_thread(source, handoff)
+        return handoff, None
+
+
+def to_sse(
+    source: Source,
+    *,
+    heartbeat: float | None = 15.0,
+    flush: FlushPolicy = "auto",
+    retry: int | None = None,
+    padding: int = 0,
+    end: str | Event | None = None,
+    serializer: Serializer | None = None,
+    on_error: ErrorHook | None = None,
+    max_duration: float | None = None,
+) -> SSEStream:
+    """Serve `source` as `text/event-stream` bytes.
+
+    Chunks: an `Event` is sent as is, `str` and UTF-8 `bytes` as data, anything else through
+    `serializer` (compact JSON by default).  `heartbeat`: seconds of silence before a comment keeps
+    the connection alive (None: never).  `flush`: "each" writes every event on its own (lowest
+    latency), "auto" writes whatever is ready together (highest throughput), a number of seconds
+    waits up to that long to fill a batch.  `retry`: the reconnection delay (ms) sent up front.
+    `padding`: bytes of comment padding for buffering proxies.  `end`: a final event after the
+    source is exhausted (e.g. "[DONE]").  `on_error`: the client's message for a source's
+    exception.  `max_duration`: seconds after which the stream ends with a `retry:` hint.
+    """
+    options = StreamOptions(
+        heartbeat=heartbeat,
+        flush=flush,
+        retry=retry,
+        padding=padding,
+        end=end,
+        serializer=serializer,
+        on_error=on_error,
+        max_duration=max_duration,
+    )
+    return SSEStream(source, options)
+
+
+def _collect(handoff: Handoff, writer: StreamWriter, now: float) -> None:
+    """Move what the producer has ready into the writer, and its ending once it is drained."""
+    items = handoff.take()
+    if items:
+        writer.add(items, now)
+    if handoff.drained:
+        if handoff.error is not None:
+            writer.fail(handoff.error)
+        else:
+            writer.finish()
+
+
+def _noop() -> None:
+    pass
+
+
+def _close_unstarted(source: object) -> None:
+    """Close a source that was never iterated, so its resources are released all the same."""
+    close = getattr(source, "close", None)
+    if callable(close) and not inspect.iscoroutinefunction(close):
+        close()
+
+
+# -- producers ---------------------------------------------------------------------------------
+
+
+def _pump_sync(source: Iterable[Any], handoff: Handoff) -> None:
+    """Worker thread body: pull chunks ahead of the consumer until done or told to stop."""
+    iterator = iter(source)
+    try:
+        for chunk in iterator:
+            handoff.put(chunk)
+    except ChannelClosed:
+        pass  # the consumer left
+    except Exception as exc:
+        handoff.finish(exc)
+    except BaseException as exc:  # e.g. SystemExit in the source: re-raised by the consumer
+        handoff.finish(exc)
+    else:
+        handoff.finish()
+    finally:
+        close = getattr(iterator, "close", None)
+        if callable(close):
+            close()
+
+
+def _start_worker_thread(source: Iterable[Any], handoff: Handoff) -> None:
+    context = contextvars.copy_context()  # e.g. Flask's request context travels with the source
+    thread = threading.Thread(
+        target=context.run, args=(_pump_sync, source, handoff), name="ssekit-source", daemon=True
+    )
+    thread.start()
+
+
+async def _pump_async(source: AsyncIterable[Any], handoff: Handoff) -> None:
+    """Task body: pull chunks from an async source until done, told to stop, or cancelled."""
+    iterator = aiter(source)
+    try:
+        async for chunk in iterator:
+            if not handoff.try_put(chunk):
+                await handoff.aput(chunk)
+    except ChannelClosed:
+        pass
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        handoff.finish(exc)
+    else:
+        handoff.finish()
+    finally:
+        aclose = getattr(iterator, "aclose", None)
+        if callable(aclose):
+            try:
+                await aclose()
+            except Exception:
+                logger.exception("ssekit: closing the stream's source failed")
+
+
+def _start_helper_loop(source: AsyncIterable[Any], handoff: Handoff) -> Callable[[], None]:
+    """Run an async source on a private event loop in a thread, for a sync consumer."""
+    ready = threading.Event()
+    holder: dict[str, Any] = {}
+
+    def run() -> None:
+        loop = asyncio.new_event_loop()
+        try:
+            task = loop.create_task(_pump_async(source, handoff))
+            holder["loop"], holder["task"] = loop, task
+            ready.set()
+            try:
+                loop.run_until_complete(task)
+            except BaseException as exc:
+                if not isinstance(exc, asyncio.CancelledError):
+                    handoff.finish(exc)
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            ready.set()
+            loop.close()
+
+    context = contextvars.copy_context()
+    thread = threading.Thread(target=context.run, args=(run,), name="ssekit-loop", daemon=True)
+    thread.start()
+    ready.wait()
+
+    def stop() -> None:
+        loop, task = holder.get("loop"), holder.get("task")
+        if loop is not None and task is not None:
+            try:
+                loop.call_soon_threadsafe(task.cancel)
+            except RuntimeError:
+                pass  # the loop has already finished
+        if thread is not threading.current_thread():
+            thread.join(PRODUCER_CLOSE_SECONDS)
+
+    return stop

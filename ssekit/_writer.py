@@ -1,0 +1,279 @@
+"""The stream's decisions, without I/O: what bytes to write, and how long to wait before asking again.
+
+`StreamWriter` turns chunks into framed bytes, batches them by the flush policy, adds heartbeats,
+the closing event and error events.  The drivers in `_stream.py` feed it chunks and the clock and
+write what it returns; they hold no policy of their own, so sync and async serving behave alike.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any, Literal, Union
+
+from ssekit._errors import StreamError
+from ssekit._event import Event, encode_data
+from ssekit._serialize import Serializer, dumps_json
+
+__all__ = ["ErrorHook", "FlushPolicy", "StreamOptions", "StreamWriter"]
+
+logger = logging.getLogger("ssekit")
+
+#: How writes are batched: one per event, whatever is ready, or a latency budget in seconds.
+FlushPolicy = Union[Literal["each", "auto"], float]
+#: Called with the source's exception; returns the client's message, an `Event`, or None (default).
+ErrorHook = Callable[[BaseException], Union[str, Event, None]]
+
+#: The largest batch `flush="auto"` or a latency budget builds before writing.
+MAX_BATCH_BYTES = 64 * 1024
+HEARTBEAT = b": ping\n\n"
+GENERIC_ERROR_MESSAGE = "The stream failed on the server."
+#: The reconnection hint sent when `max_duration` ends a stream and no `retry` was configured.
+DEFAULT_RECONNECT_HINT_MS = 1000
+
+
+class StreamOptions:
+    """The validated options of one `to_sse()` call."""
+
+    __slots__ = (
+        "end",
+        "flush",
+        "heartbeat",
+        "max_duration",
+        "on_error",
+        "padding",
+        "retry",
+        "serializer",
+    )
+
+    def __init__(
+        self,
+        *,
+        heartbeat: float | None = 15.0,
+        flush: FlushPolicy = "auto",
+        retry: int | None = None,
+        padding: int = 0,
+        end: str | Event | None = None,
+        serializer: Serializer | None = None,
+        on_error: ErrorHook | None = None,
+        max_duration: float | None = None,
+    ) -> None:
+        self.heartbeat = _positive_seconds("heartbeat", heartbeat)
+        self.max_duration = _positive_seconds("max_duration", max_duration)
+        if flush not in ("each", "auto"):
+            if isinstance(flush, bool) or not isinstance(flush, (int, float)) or not flush > 0:
+                raise ValueError(
+                    f'flush must be "each", "auto" or a positive number of seconds, not {flush!r}.'
+                )
+            flush = float(flush)
+        self.flush: FlushPolicy = flush
+        if retry is not None:
+            Event(retry=retry)  # the same rule as the field: a non-negative int
+        self.retry = retry
+        if isinstance(padding, bool) or not isinstance(padding, int) or padding < 0:
+            raise ValueError(
+                f"padding must be a non-negative int number of bytes, not {padding!r}."
+            )
+        self.padding = padding
+        if end is not None and not isinstance(end, (str, Event)):
+            raise TypeError(f"end must be a str, an Event or None, not {type(end).__name__}.")
+        self.end = end
+        if serializer is not None and not callable(serializer):
+            raise TypeError("serializer must be a callable that returns str or bytes.")
+        self.serializer = serializer or dumps_json
+        if on_error is not None and not callable(on_error):
+            raise TypeError("on_error must be a callable taking the exception.")
+        self.on_error = on_error
+
+
+def _positive_seconds(name: str, value: float | None) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"{name} must be a positive number of seconds or None, not {value!r}.")
+    return float(value)
+
+
+def frame_chunk(chunk: Any, serializer: Serializer) -> bytes:
+    """Frame one chunk: `str` and `bytes` as data, `Event` as is, anything else serialized."""
+    kind = type(chunk)
+    if kind is str:
+        return encode_data(chunk)
+    if kind is Event:
+        return chunk.encode()  # type: ignore[no-any-return]
+    if kind is bytes or kind is bytearray or kind is memoryview:
+        return _frame_bytes(bytes(chunk))
+    if isinstance(chunk, str):
+        return encode_data(str(chunk))
+    if isinstance(chunk, Event):
+        return chunk.encode()
+    payload = serializer(chunk)
+    if isinstance(payload, str):
+        return encode_data(payload)
+    if isinstance(payload, bytes):
+        return _frame_bytes(payload)
+    raise TypeError(
+        f"The serializer returned {type(payload).__name__}; it must return str or bytes."
+    )
+
+
+def _frame_bytes(payload: bytes) -> bytes:
+    if b"\n" in payload or b"\r" in payload or not payload.isascii():
+        try:
+            return encode_data(payload.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"A bytes chunk must be UTF-8 text: {exc}.") from None
+    return b"data: " + payload + b"\n\n"
+
+
+def opening_bytes(options: StreamOptions) -> bytes:
+    """The preamble: a comment (and `retry:`, padding) so headers and `open` happen at once."""
+    parts = [b": ok\n"]
+    if options.padding:
+        parts.append(b":" + b" " * options.padding + b"\n")
+    if options.retry is not None:
+        parts.append(b"retry: %d\n" % options.retry)
+    parts.append(b"\n")
+    return b"".join(parts)
+
+
+def error_bytes(error: BaseException, on_error: ErrorHook | None) -> bytes:
+    """The `error` event for a failed source; only safe messages reach the client."""
+    if not isinstance(error, StreamError):
+        logger.error("ssekit stream source failed", exc_info=error)
+    reply: str | Event | None = None
+    if on_error is not None:
+        try:
+            reply = on_error(error)
+        except Exception:
+            logger.exception("ssekit on_error hook failed")
+    if isinstance(reply, Event):
+        return reply.encode()
+    if reply is None:
+        reply = error.message if isinstance(error, StreamError) else GENERIC_ERROR_MESSAGE
+    data = json.dumps({"message": str(reply)}, ensure_ascii=False, separators=(",", ":"))
+    return Event(data, event="error").encode()
+
+
+class StreamWriter:
+    """Pacing for one stream: batches, heartbeats and the ending, given chunks and the time.
+
+    Call `add()` with chunks as they arrive and `poll()` with the current time; `poll` returns the
+    byte strings to write now and how long the driver may wait for more before polling again.
+    """
+
+    def __init__(self, options: StreamOptions, now: float) -> None:
+        self._options = options
+        self._started = now
+        self._last_write = now
+        self._frames: list[bytes] = []
+        self._pending_bytes = 0
+        self._batch_deadline: float | None = None
+        self._ending: bytes | None = None
+        self.done = False
+
+    def add(self, chunks: list[Any], now: float) -> None:
+        """Frame `chunks`; a chunk that cannot be framed ends the stream with an error event."""
+        serializer = self._options.serializer
+        frames = self._frames
+        size = 0
+        try:
+            for chunk in chunks:
+                frame = frame_chunk(chunk, serializer)
+                frames.append(frame)
+                size += len(frame)
+        except Exception as exc:
+            self.fail(exc)
+        self._pending_bytes += size
+        if self._batch_deadline is None and isinstance(self._options.flush, float) and frames:
+            self._batch_deadline = now + self._options.flush
+
+    def finish(self) -> None:
+        """The source is exhausted: write what is pending, then the `end` event if any."""
+        if self._ending is None:
+            end = self._options.end
+            self._ending = (
+                b"" if end is None else end.encode() if isinstance(end, Event) else encode_data(end)
+            )
+
+    def fail(self, error: BaseException) -> None:
+        """The source failed: write what is pending, then an `error` event."""
+        if self._ending is None:
+            self._ending = error_bytes(error, self._options.on_error)
+
+    def poll(self, now: float) -> tuple[list[bytes], float | None]:
+        """Return (byte strings to write now, seconds to wait before the next poll or None)."""
+        out: list[bytes] = []
+        options = self._options
+        if self._ending is not None:
+            out = self._flush_all()
+            if self._ending:
+                out.append(self._ending)
+            self.done = True
+            return out, None
+        if options.max_duration is not None and now - self._started >= options.max_duration:
+            out = self._flush_all()
+            hint = options.retry if options.retry is not None else DEFAULT_RECONNECT_HINT_MS
+            out.append(b"retry: %d\n\n" % hint)
+            self.done = True
+            return out, None
+        if self._frames:
+            flush = options.flush
+            if flush == "each":
+                out = self._frames
+                self._frames = []
+                self._pending_bytes = 0
+            elif (
+                flush == "auto"
+                or self._pending_bytes >= MAX_BATCH_BYTES
+                or (self._batch_deadline is not None and now >= self._batch_deadline)
+            ):
+                out = self._flush_all()
+        if out:
+            self._last_write = now
+        elif options.heartbeat is not None and now - self._last_write >= options.heartbeat:
+            out = [HEARTBEAT]
+            self._last_write = now
+        return out, self._wait_budget(now)
+
+    def _flush_all(self) -> list[bytes]:
+        frames = self._frames
+        if not frames:
+            return []
+        self._frames = []
+        self._pending_bytes = 0
+        self._batch_deadline = None
+        if len(frames) == 1:
+            return frames
+        if sum(map(len, frames)) <= MAX_BATCH_BYTES:
+            return [b"".join(frames)]
+        return _split_batches(frames)
+
+    def _wait_budget(self, now: float) -> float | None:
+        deadlines = []
+        options = self._options
+        if options.heartbeat is not None:
+            deadlines.append(self._last_write + options.heartbeat)
+        if options.max_duration is not None:
+            deadlines.append(self._started + options.max_duration)
+        if self._batch_deadline is not None:
+            deadlines.append(self._batch_deadline)
+        if not deadlines:
+            return None
+        return max(0.0, min(deadlines) - now)
+
+
+def _split_batches(frames: list[bytes]) -> list[bytes]:
+    batches: list[bytes] = []
+    batch: list[bytes] = []
+    size = 0
+    for frame in frames:
+        if batch and size + len(frame) > MAX_BATCH_BYTES:
+            batches.append(b"".join(batch))
+            batch, size = [], 0
+        batch.append(frame)
+        size += len(frame)
+    if batch:
+        batches.append(b"".join(batch))
+    return batches
