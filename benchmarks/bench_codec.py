@@ -36,20 +36,39 @@ Parse = Callable[[Sequence[bytes]], list[Any]]
 
 @dataclass(frozen=True)
 class Settings:
-    repeat: int  # timed runs per row; the best one is reported
+    repeat: int  # timed rounds; each row reports its best
     seconds: float  # minimum duration of one timed run of an encode row
-    events: int  # events in the parse streams
+    events: int  # events in each parse stream
 
 
 FULL = Settings(repeat=5, seconds=0.2, events=200_000)
 QUICK = Settings(repeat=3, seconds=0.05, events=50_000)
+
+# Row labels, which are also the code each row times.
+FLOOR = 'f"data: {text}\\n\\n".encode()  [floor]'
+HOT_PATH = "ssekit encode_data(text)  [hot path]"
+EVENT = "ssekit Event(data=text).encode()"
+EVENT_TICK = 'ssekit Event(data=text, event="tick", id="42").encode()'
+PEER = "sse-starlette ServerSentEvent(data=text).encode()"
+PEER_TICK = 'sse-starlette ServerSentEvent(data=text, event="tick", id="42").encode()'
+PARSER = "ssekit EventParser().feed(chunk)"
+PEER_PARSER = "httpx-sse SSELineDecoder + SSEDecoder"
+
+
+@dataclass(frozen=True)
+class Case:
+    label: str
+    timer: timeit.Timer | None  # None: the peer is not installed
+    baseline: str  # label of the case this one is compared with
+    events_per_call: int = 1  # events one execution of the timed statement handles
+    number: int | None = None  # executions per timed run; None: enough to last `seconds`
 
 
 @dataclass(frozen=True)
 class Row:
     label: str
     per_second: float | None  # None: the peer is not installed
-    baseline: str | None = None  # label of the row this one is compared with
+    baseline: str
 
 
 # --- peers -----------------------------------------------------------------------------------
@@ -115,35 +134,33 @@ def _ssekit_parse(chunks: Sequence[bytes]) -> list[Any]:
 # --- measuring -------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Case:
-    label: str
-    timer: timeit.Timer | None  # None: the peer is not installed
-    baseline: str  # label of the case this one is compared with
-    events_per_call: int = 1  # events one execution of the timed statement handles
-
-
 def _calibrate(timer: timeit.Timer, seconds: float) -> int:
-    """How many loops of `timer` last at least `seconds`."""
+    """How many executions of `timer`'s statement last at least `seconds` (also a warm-up)."""
     number = 1
     while (elapsed := timer.timeit(number)) < seconds / 4:
         number *= 4
     return max(number, int(number * seconds / elapsed))
 
 
-def _measure(cases: list[Case], settings: Settings, seconds: float) -> list[Row]:
+def _measure(cases: list[Case], settings: Settings) -> list[Row]:
     """Best rate of each case over `settings.repeat` rounds.
 
-    The cases take turns within each round, so a slow spell on a shared machine hits all of them
+    The cases take turns within each round, so a slow spell on a shared machine slows all of them
     rather than one, and the ratios between them stay meaningful.
     """
-    numbers = {c.label: _calibrate(c.timer, seconds) for c in cases if c.timer is not None}
+    numbers: dict[str, int] = {}
+    for case in cases:
+        if case.timer is not None:
+            if case.number is None:
+                numbers[case.label] = _calibrate(case.timer, settings.seconds)
+            else:
+                case.timer.timeit(1)  # warm-up
+                numbers[case.label] = case.number
     best = dict.fromkeys(numbers, float("inf"))
     for _ in range(settings.repeat):
         for case in cases:
             if case.timer is not None:
-                elapsed = case.timer.timeit(numbers[case.label])
-                best[case.label] = min(best[case.label], elapsed)
+                best[case.label] = min(best[case.label], case.timer.timeit(numbers[case.label]))
     return [
         Row(
             case.label,
@@ -156,44 +173,114 @@ def _measure(cases: list[Case], settings: Settings, seconds: float) -> list[Row]
     ]
 
 
+# --- the benchmark ---------------------------------------------------------------------------
+
+
+def _encode_cases(text: str) -> list[Case]:
+    sse_event = _sse_starlette_event()
+    namespace: dict[str, Any] = {
+        "text": text,
+        "encode_data": encode_data,
+        "Event": Event,
+        "ServerSentEvent": sse_event,
+    }
+
+    def timer(stmt: str, needs_peer: bool = False) -> timeit.Timer | None:
+        if needs_peer and sse_event is None:
+            return None
+        return timeit.Timer(stmt, globals=namespace)
+
+    tick = 'data=text, event="tick", id="42"'
+    return [
+        Case(FLOOR, timer('f"data: {text}\\n\\n".encode()'), PEER),
+        Case(HOT_PATH, timer("encode_data(text)"), PEER),
+        Case(EVENT, timer("Event(data=text).encode()"), PEER),
+        Case(PEER, timer("ServerSentEvent(data=text).encode()", needs_peer=True), PEER),
+        Case(EVENT_TICK, timer(f"Event({tick}).encode()"), PEER_TICK),
+        Case(PEER_TICK, timer(f"ServerSentEvent({tick}).encode()", needs_peer=True), PEER_TICK),
+    ]
+
+
+def _stream(events: int, with_fields: bool) -> bytes:
+    if with_fields:
+        return b"".join(b"event: tick\nid: %d\ndata: token %d\n\n" % (i, i) for i in range(events))
+    return b"".join(b"data: token %d\n\n" % i for i in range(events))
+
+
+def _parse_cases(stream: bytes, events: int) -> list[Case]:
+    chunks = [stream[i : i + CHUNK_SIZE] for i in range(0, len(stream), CHUNK_SIZE)]
+    ours = _ssekit_parse(chunks)
+    if len(ours) != events:
+        raise SystemExit(f"ssekit parsed {len(ours)} events out of {events}")
+    peer_parse = _httpx_sse_parse()
+    peer_timer = None
+    if peer_parse is not None:
+        theirs = [(e.event, e.data, e.id) for e in peer_parse(chunks)]
+        if theirs != [(e.type, e.data, e.last_event_id) for e in ours]:
+            raise SystemExit("ssekit and httpx-sse disagree on the benchmark stream")
+        peer_timer = timeit.Timer(lambda: peer_parse(chunks))
+    return [
+        Case(PARSER, timeit.Timer(lambda: _ssekit_parse(chunks)), PEER_PARSER, events, 1),
+        Case(PEER_PARSER, peer_timer, PEER_PARSER, events, 1),
+    ]
+
+
+def _check_outputs() -> None:
+    """Refuse to time anything that does not produce the bytes it should."""
+    sse_event = _sse_starlette_event()
+    for text in (TOKEN, LINE):
+        plain = f"data: {text}\n\n".encode()
+        tick = f"event: tick\nid: 42\ndata: {text}\n\n".encode()
+        if encode_data(text) != plain or Event(data=text).encode() != plain:
+            raise SystemExit(f"ssekit encodes {text!r} wrongly")
+        if Event(data=text, event="tick", id="42").encode() != tick:
+            raise SystemExit(f"ssekit encodes {text!r} with event and id wrongly")
+        if sse_event is not None:
+            # sse-starlette ends lines with CRLF by default: other bytes, the same events.
+            for ours, theirs in (
+                (plain, sse_event(data=text).encode()),
+                (tick, sse_event(data=text, event="tick", id="42").encode()),
+            ):
+                if EventParser().feed(ours) != EventParser().feed(theirs):
+                    raise SystemExit(f"sse-starlette encodes {text!r} to another event")
+
+
 # --- the report ------------------------------------------------------------------------------
 
 
-def _print_table(title: str, rows: list[Row], unit: float, unit_name: str, versus: str) -> None:
+def _print_table(title: str, rows: list[Row], versus: str) -> None:
     rates = {row.label: row.per_second for row in rows}
     width = max(len(row.label) for row in rows)
     print(f"\n{title}")
-    print(f"  {'case':<{width}}  {unit_name:>10}  {'ns/event':>9}  {'vs ' + versus:>16}")
+    print(f"  {'case':<{width}}  {'M events/s':>10}  {'ns/event':>8}  {'vs ' + versus:>16}")
     for row in rows:
         if row.per_second is None:
-            print(f"  {row.label:<{width}}  {'n/a':>10}  {'n/a':>9}  {'n/a':>16}")
+            print(f"  {row.label:<{width}}  {'n/a':>10}  {'n/a':>8}  {'n/a':>16}")
             continue
-        base = rates.get(row.baseline or "")
+        base = rates.get(row.baseline)
         ratio = f"{row.per_second / base:.2f}x" if base else "n/a"
         print(
-            f"  {row.label:<{width}}  {row.per_second / unit:>10.2f}  "
-            f"{1e9 / row.per_second:>9.0f}  {ratio:>16}"
+            f"  {row.label:<{width}}  {row.per_second / 1e6:>10.2f}  "
+            f"{1e9 / row.per_second:>8.0f}  {ratio:>16}"
         )
 
 
 def _ratio(rows: list[Row], label: str, baseline: str) -> float | None:
     rates = {row.label: row.per_second for row in rows}
-    ours, theirs = rates.get(label), rates.get(baseline)
+    ours, theirs = rates[label], rates[baseline]
     return ours / theirs if ours and theirs else None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    cli = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    cli = argparse.ArgumentParser(description="Benchmark ssekit's wire codec against its peers.")
     cli.add_argument("--quick", action="store_true", help="shorter runs, best of 3")
     settings = QUICK if cli.parse_args(argv).quick else FULL
 
     _check_outputs()
     orjson = _version("orjson")
     peers = {name: _version(name) or "not installed" for name in ("sse-starlette", "httpx-sse")}
-    print(
-        f"ssekit {ssekit.__version__} codec benchmark "
-        f"({'quick' if settings is QUICK else 'full'} run: best of {settings.repeat})"
-    )
+    run = "quick" if settings is QUICK else "full"
+    print(f"ssekit {ssekit.__version__} codec benchmark ({run} run: best of {settings.repeat})")
     print(
         f"Python {platform.python_version()} ({platform.python_implementation()}) "
         f"on {platform.system()} {platform.machine()}"
@@ -202,36 +289,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("peers: " + ", ".join(f"{name} {version}" for name, version in peers.items()))
 
     targets: list[tuple[str, float | None, float]] = []
-    for text, name in ((TOKEN, f"{len(TOKEN)}-char token"), (LINE, f"{len(LINE)}-char line")):
-        rows = _encode_rows(text, settings)
-        _print_table(f"Encode, one {name}", rows, 1e6, "M events/s", "sse-starlette")
-        peer = rows[3].label
+    for text in (TOKEN, LINE):
+        name = f"{len(text)}-char " + ("token" if text is TOKEN else "line")
+        rows = _measure(_encode_cases(text), settings)
+        _print_table(f"Encode one event, data = one {name}", rows, "sse-starlette")
         targets += [
-            (f"hot path encode_data(), {name}", _ratio(rows, rows[1].label, peer), 8.0),
-            (f"Event(data=text).encode(), {name}", _ratio(rows, rows[2].label, peer), 2.0),
+            (f"hot path encode_data(), {name}", _ratio(rows, HOT_PATH, PEER), 8.0),
+            (f"Event(data=text).encode(), {name}", _ratio(rows, EVENT, PEER), 2.0),
             (
-                f'Event(data=text, event="tick", id="42").encode(), {name}',
-                _ratio(rows, rows[4].label, rows[5].label),
+                f"Event(data=text, event, id).encode(), {name}",
+                _ratio(rows, EVENT_TICK, PEER_TICK),
                 2.0,
             ),
         ]
 
     for with_fields, shape in ((False, "data: lines only"), (True, "event: + id: + data:")):
         stream = _stream(settings.events, with_fields)
-        chunks = _chunked(stream)
+        rows = _measure(_parse_cases(stream, settings.events), settings)
         _print_table(
-            f"Parse, {settings.events:,} events ({shape}, {len(stream) / 1e6:.1f} MB) "
+            f"Parse {settings.events:,} events ({shape}, {len(stream) / 1e6:.1f} MB) "
             f"fed in {CHUNK_SIZE // 1024} KiB chunks",
-            _parse_rows(chunks, settings),
-            1e6,
-            "M events/s",
+            rows,
             "httpx-sse",
         )
 
-    print("\nTargets (ratio against sse-starlette's ServerSentEvent(...).encode() on the same text)")
+    print("\nTargets (ssekit against sse-starlette's ServerSentEvent(...).encode(), same event)")
     for label, ratio, goal in targets:
         if ratio is None:
-            print(f"  SKIP  {label}: sse-starlette not installed (pip install -e '.[bench]')")
+            print(f"  SKIP  {label}: sse-starlette is not installed (pip install -e '.[bench]')")
         else:
             verdict = "PASS" if ratio >= goal else "FAIL"
             print(f"  {verdict}  {label}: {ratio:.2f}x (target >= {goal:g}x)")

@@ -74,7 +74,7 @@ class Event(tuple[Any, ...]):
         data: str | None = None,
         *,
         event: str | None = None,
-        id: str | None = None,  # noqa: A002 - the field is called "id" on the wire
+        id: str | None = None,
         retry: int | None = None,
         comment: str | None = None,
     ) -> Event:
@@ -89,7 +89,7 @@ class Event(tuple[Any, ...]):
         if retry is not None:
             if type(retry) is not int:
                 raise TypeError(
-                    f"Event retry must be an int number of milliseconds, not {type(retry).__name__}."
+                    f"Event retry must be an int (milliseconds), not {type(retry).__name__}."
                 )
             if retry < 0:
                 _refuse("retry", "it must be a non-negative number of milliseconds", retry)
@@ -171,7 +171,7 @@ class Event(tuple[Any, ...]):
 
     def __repr__(self) -> str:
         names = ("data", "event", "id", "retry", "comment")
-        shown = ", ".join(f"{n}={v!r}" for n, v in zip(names, self) if v is not None)
+        shown = ", ".join(f"{n}={v!r}" for n, v in zip(names, self, strict=True) if v is not None)
         return f"Event({shown})"
 
     def __reduce__(self) -> tuple[Any, ...]:

@@ -9,6 +9,7 @@ waiter and the other side wakes it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections import deque
 from typing import Any
@@ -33,14 +34,13 @@ class _Waiter:
         if self._event is not None:
             self._event.set()
             return
-        assert self._loop is not None and self._future is not None
+        assert self._loop is not None
+        assert self._future is not None
         if threading.get_ident() == self._thread:
             _resolve(self._future)
         else:
-            try:
+            with contextlib.suppress(RuntimeError):  # a closed loop has nobody waiting
                 self._loop.call_soon_threadsafe(_resolve, self._future)
-            except RuntimeError:  # the loop is closed: nobody is waiting any more
-                pass
 
     def wait(self, timeout: float | None) -> bool:
         assert self._event is not None

@@ -128,7 +128,11 @@ class EventParser:
             elif name == "id":
                 if "\0" not in value:
                     self._id_buffer = value
-            elif name == "retry":
-                if value.isascii() and value.isdigit() and len(value) <= _MAX_RETRY_DIGITS:
-                    self.retry = int(value)
+            elif name == "retry" and _is_retry(value):
+                self.retry = int(value)
         return events
+
+
+def _is_retry(value: str) -> bool:
+    """ "If the field value consists of only ASCII digits" (and not so many that int() refuses)."""
+    return value.isascii() and value.isdigit() and len(value) <= _MAX_RETRY_DIGITS

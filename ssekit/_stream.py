@@ -11,6 +11,7 @@ min(32, CPUs + 4) threads, anyio's limiter 40) would stall every stream past its
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import enum
 import inspect
@@ -26,7 +27,7 @@ from collections.abc import (
     Iterable,
     Iterator,
 )
-from typing import Any, Union
+from typing import Any
 
 from ssekit._channel import Channel
 from ssekit._errors import ChannelClosed
@@ -38,7 +39,7 @@ from ssekit._writer import ErrorHook, FlushPolicy, StreamOptions, StreamWriter, 
 __all__ = ["SSEStream", "Source", "StreamState", "to_sse"]
 
 #: What `to_sse()` accepts: an iterable or async iterable of chunks, or a `Channel`.
-Source = Union[Iterable[Any], AsyncIterable[Any], Channel]
+Source = Iterable[Any] | AsyncIterable[Any] | Channel
 
 logger = logging.getLogger("ssekit")
 
@@ -185,10 +186,9 @@ class SSEStream:
             handoff.close()
             if producer is not None:
                 producer.cancel()
-                try:
+                # Cancelled again while closing (anyio cancels by scope)? The task ends anyway.
+                with contextlib.suppress(asyncio.CancelledError):
                     await asyncio.wait((producer,), timeout=PRODUCER_CLOSE_SECONDS)
-                except asyncio.CancelledError:
-                    pass  # cancelled again while closing (anyio cancels by scope): it ends anyway
 
     def _start_producer_for_async(self) -> tuple[Handoff, asyncio.Task[None] | None]:
         """Start the source for an async consumer; return its handoff and its task, if any."""
@@ -346,10 +346,8 @@ def _start_helper_loop(source: AsyncIterable[Any], handoff: Handoff) -> Callable
     def stop() -> None:
         loop, task = holder.get("loop"), holder.get("task")
         if loop is not None and task is not None:
-            try:
+            with contextlib.suppress(RuntimeError):  # the loop has already finished
                 loop.call_soon_threadsafe(task.cancel)
-            except RuntimeError:
-                pass  # the loop has already finished
         if thread is not threading.current_thread():
             thread.join(PRODUCER_CLOSE_SECONDS)
 

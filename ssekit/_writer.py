@@ -1,4 +1,4 @@
-"""The stream's decisions, without I/O: what bytes to write, and how long to wait before asking again.
+"""The stream's decisions, without I/O: what bytes to write, and how long to wait for more.
 
 `StreamWriter` turns chunks into framed bytes, batches them by the flush policy, adds heartbeats,
 the closing event and error events.  The drivers in `_stream.py` feed it chunks and the clock and
@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 from ssekit._errors import StreamError
 from ssekit._event import Event, encode_data
@@ -21,9 +21,9 @@ __all__ = ["ErrorHook", "FlushPolicy", "StreamOptions", "StreamWriter"]
 logger = logging.getLogger("ssekit")
 
 #: How writes are batched: one per event, whatever is ready, or a latency budget in seconds.
-FlushPolicy = Union[Literal["each", "auto"], float]
+FlushPolicy = Literal["each", "auto"] | float
 #: Called with the source's exception; returns the client's message, an `Event`, or None (default).
-ErrorHook = Callable[[BaseException], Union[str, Event, None]]
+ErrorHook = Callable[[BaseException], str | Event | None]
 
 #: The largest batch `flush="auto"` or a latency budget builds before writing.
 MAX_BATCH_BYTES = 64 * 1024
