@@ -93,6 +93,27 @@ class Handoff:
             waiter.wake()
         return True
 
+    def put_batch(self, items: list[Any]) -> None:
+        """Add `items` at once, even past `maxsize`: the caller bounds its batches."""
+        with self._lock:
+            if self._closed or self._finished:
+                raise ChannelClosed(self._why_closed())
+            self._items.extend(items)
+            waiter, self._consumer = self._consumer, None
+        if waiter is not None:
+            waiter.wake()
+
+    @property
+    def full(self) -> bool:
+        """True while `maxsize` or more items wait to be taken."""
+        return len(self._items) >= self._maxsize
+
+    async def wait_for_room(self) -> None:
+        """Await until the handoff is no longer full (or closed)."""
+        loop = asyncio.get_running_loop()
+        while self.full and not self._closed:
+            await self._park_producer(loop).wait_async(None)
+
     def put(self, item: Any, timeout: float | None = None) -> None:
         """Add `item`, blocking while full (at most `timeout` seconds, then `TimeoutError`)."""
         while not self.try_put(item):

@@ -1,9 +1,10 @@
 """The default serializer for chunks that are not `str`, `bytes` or `Event`: compact JSON.
 
-The standard library's `json` defines the semantics (compact separators, UTF-8 kept as is, NaN and
-Infinity refused, dataclasses/enums/dates/UUIDs/pydantic models converted the same way).  When
-orjson is installed it does the work, and anything where the two could differ is redone by `json`,
-so the output means the same with or without it.
+The standard library's `json` defines the semantics (compact separators, UTF-8 kept as is,
+dataclasses/enums/dates/UUIDs/pydantic models converted the same way), except that NaN and
+Infinity become `null`, as JavaScript's `JSON.stringify` does, since they are not JSON.  When orjson
+is installed it does the work (it writes `null` for them too), and what it refuses, such as
+non-str keys, is redone by `json`, so the output means the same with or without it.
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ import dataclasses
 import datetime
 import enum
 import json
+import math
 import uuid
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["Serializer", "dumps_json"]
+__all__ = ["Serializer", "dumps_json", "dumps_json_bytes"]
 
 #: Turns a chunk into the text (or UTF-8 bytes) of one message's data.
 Serializer = Callable[[Any], "str | bytes"]
@@ -44,10 +46,39 @@ _stdlib_encoder = json.JSONEncoder(
 
 
 def _dumps_stdlib(value: Any) -> str:
-    return _stdlib_encoder.encode(value)
+    try:
+        return _stdlib_encoder.encode(value)
+    except ValueError:
+        # NaN or Infinity somewhere (rare): write them as null, and let other errors surface.
+        return _stdlib_encoder.encode(_finite(value))
 
 
-def _make_orjson_dumps() -> Callable[[Any], str | bytes] | None:
+def _finite(value: Any) -> Any:
+    """A copy of `value` with NaN and Infinity floats replaced by None (JSON's null)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    converted = _default_or_none(value)
+    return value if converted is None else _finite(converted)
+
+
+def _default_or_none(value: Any) -> Any:
+    if value is None or isinstance(value, (str, int)):
+        return None
+    try:
+        return _default(value)
+    except TypeError:
+        return None
+
+
+def _dumps_stdlib_bytes(value: Any) -> bytes:
+    return _stdlib_encoder.encode(value).encode()
+
+
+def _make_orjson_dumps() -> Callable[[Any], bytes] | None:
     try:
         import orjson
     except ImportError:
@@ -56,19 +87,20 @@ def _make_orjson_dumps() -> Callable[[Any], str | bytes] | None:
     options = orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
     orjson_dumps = orjson.dumps
 
-    def dumps_orjson(value: Any) -> str | bytes:
+    def dumps_orjson(value: Any) -> bytes:
         try:
-            out: bytes = orjson_dumps(value, default=_default, option=options)
-        except (TypeError, orjson.JSONEncodeError):
+            return orjson_dumps(value, default=_default, option=options)
+        except TypeError:  # orjson.JSONEncodeError is a TypeError
             # Non-str keys, integers beyond 64 bits, ...: `json` decides (converts or refuses).
-            return _dumps_stdlib(value)
-        if b"null" in out:
-            # orjson writes NaN and Infinity as null where `json` refuses them: let `json` decide.
-            return _dumps_stdlib(value)
-        return out
+            return _dumps_stdlib_bytes(value)
 
     return dumps_orjson
 
 
-#: Compact JSON for a chunk; orjson when installed, with the same meaning either way.
-dumps_json: Callable[[Any], str | bytes] = _make_orjson_dumps() or _dumps_stdlib
+#: Compact JSON as UTF-8 bytes; orjson when installed, with the same meaning either way.
+dumps_json_bytes: Callable[[Any], bytes] = _make_orjson_dumps() or _dumps_stdlib_bytes
+
+
+def dumps_json(value: Any) -> str:
+    """Compact JSON text for `value`, the default serializer of `to_sse()`."""
+    return dumps_json_bytes(value).decode()

@@ -44,7 +44,9 @@ Source = Iterable[Any] | AsyncIterable[Any] | Channel
 logger = logging.getLogger("ssekit")
 
 #: How many chunks a source may run ahead of the consumer.
-PULL_AHEAD = 256
+PULL_AHEAD = 1024
+#: How many chunks an async source hands over at once when it yields without pausing.
+ASYNC_BATCH = 64
 #: How long closing a stream waits for an async source's task or helper loop to finish.
 PRODUCER_CLOSE_SECONDS = 5.0
 
@@ -294,17 +296,47 @@ def _start_worker_thread(source: Iterable[Any], handoff: Handoff) -> None:
 
 
 async def _pump_async(source: AsyncIterable[Any], handoff: Handoff) -> None:
-    """Task body: pull chunks from an async source until done, told to stop, or cancelled."""
+    """Task body: pull chunks from an async source until done, told to stop, or cancelled.
+
+    Chunks are handed over in batches: up to `ASYNC_BATCH` at once while the source yields
+    without pausing, and whatever is pending as soon as it pauses (a `call_soon` callback runs
+    exactly then), so a fast source pays no lock per chunk and a slow one delays nothing.
+    """
     iterator = aiter(source)
+    loop = asyncio.get_running_loop()
+    batch: list[Any] = []
+    scheduled = False
+
+    def hand_over() -> None:
+        nonlocal batch
+        if batch:
+            ready, batch = batch, []
+            handoff.put_batch(ready)
+
+    def hand_over_on_pause() -> None:
+        nonlocal scheduled
+        scheduled = False
+        with contextlib.suppress(ChannelClosed):  # the producer will learn it on its own
+            hand_over()
+
     try:
         async for chunk in iterator:
-            if not handoff.try_put(chunk):
-                await handoff.aput(chunk)
+            batch.append(chunk)
+            if not scheduled:
+                scheduled = True
+                loop.call_soon(hand_over_on_pause)
+            if len(batch) >= ASYNC_BATCH:
+                hand_over()
+                if handoff.full:
+                    await handoff.wait_for_room()
+        hand_over()
     except ChannelClosed:
         pass
     except asyncio.CancelledError:
         raise
     except Exception as exc:
+        with contextlib.suppress(ChannelClosed):
+            hand_over()  # what the source yielded before it failed still goes out
         handoff.finish(exc)
     else:
         handoff.finish()

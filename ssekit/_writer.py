@@ -7,6 +7,7 @@ write what it returns; they hold no policy of their own, so sync and async servi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import Callable
@@ -14,7 +15,8 @@ from typing import Any, Literal
 
 from ssekit._errors import StreamError
 from ssekit._event import Event, encode_data
-from ssekit._serialize import Serializer, dumps_json
+from ssekit._frame import make_framer
+from ssekit._serialize import Serializer
 
 __all__ = ["ErrorHook", "FlushPolicy", "StreamOptions", "StreamWriter"]
 
@@ -39,6 +41,7 @@ class StreamOptions:
     __slots__ = (
         "end",
         "flush",
+        "frame",
         "heartbeat",
         "max_duration",
         "on_error",
@@ -81,7 +84,9 @@ class StreamOptions:
         self.end = end
         if serializer is not None and not callable(serializer):
             raise TypeError("serializer must be a callable that returns str or bytes.")
-        self.serializer = serializer or dumps_json
+        self.serializer = serializer
+        #: Chunk -> event bytes, by the rules of `to_sse()` and this serializer.
+        self.frame = make_framer(serializer)
         if on_error is not None and not callable(on_error):
             raise TypeError("on_error must be a callable taking the exception.")
         self.on_error = on_error
@@ -93,38 +98,6 @@ def _positive_seconds(name: str, value: float | None) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
         raise ValueError(f"{name} must be a positive number of seconds or None, not {value!r}.")
     return float(value)
-
-
-def frame_chunk(chunk: Any, serializer: Serializer) -> bytes:
-    """Frame one chunk: `str` and `bytes` as data, `Event` as is, anything else serialized."""
-    kind = type(chunk)
-    if kind is str:
-        return encode_data(chunk)
-    if kind is Event:
-        return chunk.encode()  # type: ignore[no-any-return]
-    if kind is bytes or kind is bytearray or kind is memoryview:
-        return _frame_bytes(bytes(chunk))
-    if isinstance(chunk, str):
-        return encode_data(str(chunk))
-    if isinstance(chunk, Event):
-        return chunk.encode()
-    payload = serializer(chunk)
-    if isinstance(payload, str):
-        return encode_data(payload)
-    if isinstance(payload, bytes):
-        return _frame_bytes(payload)
-    raise TypeError(
-        f"The serializer returned {type(payload).__name__}; it must return str or bytes."
-    )
-
-
-def _frame_bytes(payload: bytes) -> bytes:
-    if b"\n" in payload or b"\r" in payload or not payload.isascii():
-        try:
-            return encode_data(payload.decode("utf-8"))
-        except UnicodeDecodeError as exc:
-            raise ValueError(f"A bytes chunk must be UTF-8 text: {exc}.") from None
-    return b"data: " + payload + b"\n\n"
 
 
 def opening_bytes(options: StreamOptions) -> bytes:
@@ -175,17 +148,15 @@ class StreamWriter:
 
     def add(self, chunks: list[Any], now: float) -> None:
         """Frame `chunks`; a chunk that cannot be framed ends the stream with an error event."""
-        serializer = self._options.serializer
-        frames = self._frames
-        size = 0
+        frame = self._options.frame
         try:
-            for chunk in chunks:
-                frame = frame_chunk(chunk, serializer)
-                frames.append(frame)
-                size += len(frame)
+            framed = [frame(chunk) for chunk in chunks]
         except Exception as exc:
+            framed = _frame_until_failure(frame, chunks)  # keep what precedes the bad chunk
             self.fail(exc)
-        self._pending_bytes += size
+        frames = self._frames
+        frames += framed
+        self._pending_bytes += sum(map(len, framed))
         if self._batch_deadline is None and isinstance(self._options.flush, float) and frames:
             self._batch_deadline = now + self._options.flush
 
@@ -220,12 +191,8 @@ class StreamWriter:
             return out, None
         if self._frames:
             flush = options.flush
-            if flush == "each":
-                out = self._frames
-                self._frames = []
-                self._pending_bytes = 0
-            elif (
-                flush == "auto"
+            if (
+                flush in ("each", "auto")
                 or self._pending_bytes >= MAX_BATCH_BYTES
                 or (self._batch_deadline is not None and now >= self._batch_deadline)
             ):
@@ -241,12 +208,13 @@ class StreamWriter:
         frames = self._frames
         if not frames:
             return []
+        pending_bytes = self._pending_bytes
         self._frames = []
         self._pending_bytes = 0
         self._batch_deadline = None
-        if len(frames) == 1:
+        if len(frames) == 1 or self._options.flush == "each":
             return frames
-        if sum(map(len, frames)) <= MAX_BATCH_BYTES:
+        if pending_bytes <= MAX_BATCH_BYTES:
             return [b"".join(frames)]
         return _split_batches(frames)
 
@@ -277,3 +245,10 @@ def _split_batches(frames: list[bytes]) -> list[bytes]:
     if batch:
         batches.append(b"".join(batch))
     return batches
+
+
+def _frame_until_failure(frame: Callable[[Any], bytes], chunks: list[Any]) -> list[bytes]:
+    framed: list[bytes] = []
+    with contextlib.suppress(Exception):
+        framed.extend(frame(chunk) for chunk in chunks)
+    return framed

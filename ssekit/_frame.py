@@ -1,0 +1,66 @@
+"""Chunk -> event bytes: what `to_sse()` writes for each thing a source yields.
+
+`str` and UTF-8 `bytes` become data, an `Event` is sent as is, anything else goes through the
+serializer.  The default JSON serializer's output is framed without re-checking it: compact JSON
+never holds a raw CR or LF (both are escaped inside strings) and is valid UTF-8.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ssekit._event import Event, encode_data
+from ssekit._serialize import Serializer, dumps_json_bytes
+
+__all__ = ["Framer", "make_framer"]
+
+#: Frames one chunk as the bytes of one event.
+Framer = Callable[[Any], bytes]
+
+_DATA_TYPES = (str, Event, bytes, bytearray, memoryview)
+
+
+def make_framer(serializer: Serializer | None) -> Framer:
+    """Return the framing function for a stream; `serializer=None` means the default JSON."""
+
+    def frame(chunk: Any) -> bytes:
+        kind = type(chunk)
+        if kind is str:
+            return encode_data(chunk)
+        if kind is dict and serializer is None:
+            return b"data: " + dumps_json_bytes(chunk) + b"\n\n"
+        if kind is Event:
+            return chunk.encode()  # type: ignore[no-any-return]
+        if isinstance(chunk, _DATA_TYPES):
+            return _frame_data_type(chunk)
+        if serializer is None:
+            return b"data: " + dumps_json_bytes(chunk) + b"\n\n"
+        return _frame_serialized(serializer(chunk))
+
+    return frame
+
+
+def _frame_data_type(chunk: str | Event | bytes | bytearray | memoryview) -> bytes:
+    if isinstance(chunk, Event):
+        return chunk.encode()
+    if isinstance(chunk, str):
+        return encode_data(str(chunk))
+    return frame_utf8(bytes(chunk))
+
+
+def _frame_serialized(payload: object) -> bytes:
+    if isinstance(payload, str):
+        return encode_data(payload)
+    if isinstance(payload, bytes):
+        return frame_utf8(payload)
+    raise TypeError(f"The serializer returned {type(payload).__name__}, not str or bytes.")
+
+
+def frame_utf8(payload: bytes) -> bytes:
+    """Frame UTF-8 text given as bytes; invalid UTF-8 is refused, never written."""
+    # Decoding checks the UTF-8 and is cheaper than searching bytes for CR and LF.
+    try:
+        return encode_data(payload.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"A bytes chunk must be UTF-8 text: {exc}.") from None
