@@ -33,7 +33,8 @@ def encode_data(data: str) -> bytes:
 
 
 def _refuse(field: str, rule: str, value: object) -> NoReturn:
-    raise ValueError(f"Event {field}={value!r} is refused: {rule}.")
+    shown = repr(value)[:80] if not isinstance(value, int) or value.bit_length() < 256 else "<huge>"
+    raise ValueError(f"Event {field}={shown} is refused: {rule}.")
 
 
 def _check_text(field: str, value: object) -> None:
@@ -54,6 +55,8 @@ def _check_one_line(field: str, value: object) -> None:
 
 
 _ABSENT = (None, None, None, None, None)
+#: The largest reconnection time we write: browsers keep it in a signed 64-bit integer.
+_MAX_RETRY = 2**63 - 1
 
 
 class Event(tuple[Any, ...]):
@@ -91,8 +94,8 @@ class Event(tuple[Any, ...]):
                 raise TypeError(
                     f"Event retry must be an int (milliseconds), not {type(retry).__name__}."
                 )
-            if retry < 0:
-                _refuse("retry", "it must be a non-negative number of milliseconds", retry)
+            if not 0 <= retry <= _MAX_RETRY:
+                _refuse("retry", "it must be a non-negative int (ms), at most 2**63 - 1", retry)
         if comment is not None:
             _check_text("comment", comment)
         fields = (data, event, id, retry, comment)
