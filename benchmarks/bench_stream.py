@@ -122,10 +122,7 @@ async def run_sse_starlette(chunks: list[dict[str, Any]], *, sync: bool) -> Sink
 def timed(run: Callable[[], Sink | Awaitable[Sink]], n: int) -> tuple[float, int]:
     start = time.perf_counter()
     result = run()
-    if asyncio.iscoroutine(result):
-        sink = asyncio.run(result)  # type: ignore[arg-type]
-    else:
-        sink = result  # type: ignore[assignment]
+    sink: Sink = asyncio.run(result) if asyncio.iscoroutine(result) else result
     elapsed = time.perf_counter() - start
     received = count_events(sink.parts)
     if received != n:
@@ -180,7 +177,8 @@ def main() -> None:
         print("sse-starlette is not installed (pip install -e '.[bench]'): peer rows skipped")
 
     print(
-        f"ssekit {ssekit.__version__}, Python {platform.python_version()}, orjson: {orjson is not None}"
+        f"ssekit {ssekit.__version__}, Python {platform.python_version()}, "
+        f"orjson: {orjson is not None}"
     )
     print(f"{n:,} small dict chunks, best of {repeat}\n")
     results: dict[str, tuple[float, int]] = {}

@@ -54,12 +54,11 @@ def _check_one_line(field: str, value: object) -> None:
         )
 
 
-_ABSENT = (None, None, None, None, None)
 #: The largest reconnection time we write: browsers keep it in a signed 64-bit integer.
 _MAX_RETRY = 2**63 - 1
 
 
-class Event(tuple[Any, ...]):
+class Event:
     """One server-sent event: immutable, validated when built, `encode()`d to UTF-8 bytes.
 
     Every field is optional.  `data` may span lines (CRLF, CR or LF); `event` and `id` may not, and
@@ -68,71 +67,70 @@ class Event(tuple[Any, ...]):
     which clients ignore (useful for keep-alives and debugging).
     """
 
-    # A tuple subclass, not a dataclass: building one is several times cheaper, which matters when
-    # a stream yields an `Event` per token.  Equality and hashing still take the type into account.
-    __slots__ = ()
+    # Not a frozen dataclass: its __init__ sets each field through object.__setattr__, which
+    # makes building an event several times slower, and a stream may build one per token.  The
+    # fields live in private slots behind read-only properties instead: `event.data = ...`
+    # raises AttributeError, and `replace()` makes a changed copy.
+    __slots__ = ("_comment", "_data", "_event", "_id", "_retry")
 
-    def __new__(
-        cls,
+    def __init__(
+        self,
         data: str | None = None,
         *,
         event: str | None = None,
         id: str | None = None,
         retry: int | None = None,
         comment: str | None = None,
-    ) -> Event:
-        if data is not None and type(data) is not str:
-            _check_text("data", data)
-        if event is not None:
-            _check_one_line("event", event)
-        if id is not None:
-            _check_one_line("id", id)
-            if "\0" in id:
-                _refuse("id", "it must not contain NUL (U+0000), or browsers ignore the id", id)
-        if retry is not None:
-            if type(retry) is not int:
-                raise TypeError(
-                    f"Event retry must be an int (milliseconds), not {type(retry).__name__}."
-                )
-            if not 0 <= retry <= _MAX_RETRY:
-                _refuse("retry", "it must be a non-negative int (ms), at most 2**63 - 1", retry)
-        if comment is not None:
-            _check_text("comment", comment)
-        fields = (data, event, id, retry, comment)
-        if fields == _ABSENT:
-            raise ValueError("Event() needs at least one of data, event, id, retry or comment.")
-        return tuple.__new__(cls, fields)
+    ) -> None:
+        # The common cases are checked inline: this runs once per event on the hot path.
+        if event is None and id is None and retry is None and comment is None:
+            if type(data) is not str:
+                if data is None:
+                    raise ValueError(
+                        "Event() needs at least one of data, event, id, retry or comment."
+                    )
+                _check_text("data", data)
+        else:
+            _check_fields(data, event, id, retry, comment)
+        self._data = data
+        self._event = event
+        self._id = id
+        self._retry = retry
+        self._comment = comment
 
     @property
     def data(self) -> str | None:
         """The message payload; a browser receives it with line breaks normalised to LF."""
-        return self[0]  # type: ignore[no-any-return]
+        return self._data
 
     @property
     def event(self) -> str | None:
         """The event type; `None` (or "") dispatches a plain `message` event."""
-        return self[1]  # type: ignore[no-any-return]
+        return self._event
 
     @property
     def id(self) -> str | None:
         """The event id; the client sends it back as `Last-Event-ID` when it reconnects."""
-        return self[2]  # type: ignore[no-any-return]
+        return self._id
 
     @property
     def retry(self) -> int | None:
         """The client's reconnection delay, in milliseconds."""
-        return self[3]  # type: ignore[no-any-return]
+        return self._retry
 
     @property
     def comment(self) -> str | None:
         """A comment, ignored by clients."""
-        return self[4]  # type: ignore[no-any-return]
+        return self._comment
 
     def encode(self) -> bytes:
         """Return the event as UTF-8 bytes, ending with the blank line that dispatches it."""
-        data, event, id_, retry, comment = self
+        data = self._data
+        event, id_, retry, comment = self._event, self._id, self._retry, self._comment
         if event is None and id_ is None and retry is None and comment is None:
-            return encode_data(data)
+            if "\n" in data or "\r" in data:  # type: ignore[operator]
+                return encode_data(data)  # type: ignore[arg-type]
+            return f"data: {data}\n\n".encode()
         lines: list[str] = []
         if comment is not None:
             lines += [f": {line}\n" for line in split_lines(comment)]
@@ -147,16 +145,12 @@ class Event(tuple[Any, ...]):
         lines.append("\n")
         return "".join(lines).encode()
 
+    def _fields(self) -> tuple[str | None, str | None, str | None, int | None, str | None]:
+        return (self._data, self._event, self._id, self._retry, self._comment)
+
     def replace(self, **changes: Any) -> Event:
         """Return a copy with some fields changed (validated like a new event)."""
-        data, event, id_, retry, comment = self
-        fields: dict[str, Any] = {
-            "data": data,
-            "event": event,
-            "id": id_,
-            "retry": retry,
-            "comment": comment,
-        }
+        fields: dict[str, Any] = dict(zip(_FIELD_NAMES, self._fields(), strict=True))
         unknown = set(changes) - set(fields)
         if unknown:
             raise TypeError(f"Event has no field {sorted(unknown)[0]!r}.")
@@ -164,22 +158,45 @@ class Event(tuple[Any, ...]):
         return Event(**fields)
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is Event and tuple.__eq__(self, other)
-
-    def __ne__(self, other: object) -> bool:
-        return not self == other
+        if type(other) is not Event:
+            return NotImplemented
+        return self._fields() == other._fields()
 
     def __hash__(self) -> int:
-        return hash((Event, tuple.__hash__(self)))
+        return hash((Event, self._fields()))
 
     def __repr__(self) -> str:
-        names = ("data", "event", "id", "retry", "comment")
-        shown = ", ".join(f"{n}={v!r}" for n, v in zip(names, self, strict=True) if v is not None)
+        pairs = zip(_FIELD_NAMES, self._fields(), strict=True)
+        shown = ", ".join(f"{name}={value!r}" for name, value in pairs if value is not None)
         return f"Event({shown})"
 
     def __reduce__(self) -> tuple[Any, ...]:
-        data, event, id_, retry, comment = self
-        return (_rebuild, (data, event, id_, retry, comment))
+        return (_rebuild, self._fields())
+
+
+_FIELD_NAMES = ("data", "event", "id", "retry", "comment")
+
+
+def _check_fields(data: object, event: object, id_: object, retry: object, comment: object) -> None:
+    if data is not None and type(data) is not str:
+        _check_text("data", data)
+    if event is not None and (type(event) is not str or "\n" in event or "\r" in event):
+        _check_one_line("event", event)
+    if id_ is not None:
+        if type(id_) is not str or "\n" in id_ or "\r" in id_:
+            _check_one_line("id", id_)
+        assert isinstance(id_, str)
+        if "\0" in id_:
+            _refuse("id", "it must not contain NUL (U+0000), or browsers ignore the id", id_)
+    if retry is not None:
+        if type(retry) is not int:
+            raise TypeError(
+                f"Event retry must be an int (milliseconds), not {type(retry).__name__}."
+            )
+        if not 0 <= retry <= _MAX_RETRY:
+            _refuse("retry", "it must be a non-negative int (ms), at most 2**63 - 1", retry)
+    if comment is not None:
+        _check_text("comment", comment)
 
 
 def _rebuild(
