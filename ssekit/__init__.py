@@ -8,6 +8,7 @@ from ssekit._channel import Channel
 from ssekit._errors import ChannelClosed, StreamError
 from ssekit._event import Event
 from ssekit._parse import EventParser, MessageEvent
+from ssekit._registry import StreamRegistry
 from ssekit._stream import SSEStream, StreamState, to_sse
 
 __version__ = "0.1.0"
@@ -20,6 +21,7 @@ __all__ = [
     "MessageEvent",
     "SSEStream",
     "StreamError",
+    "StreamRegistry",
     "StreamState",
     "__version__",
     "to_sse",

@@ -1,0 +1,205 @@
+"""Serve event streams from any ASGI server (uvicorn, hypercorn, ...), with no framework.
+
+`SSEApp(factory)` is an ASGI application: each request calls `factory(request)` for a source.
+`serve_stream()` is the part every ASGI adapter shares: headers, the body, disconnects, a send
+timeout, and the application's `StreamRegistry`.  Runs on asyncio.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
+from typing import Any
+
+from ssekit._registry import STATE_KEY, StreamRegistry
+from ssekit._stream import SSEStream
+from ssekit.adapters._common import (
+    SSE_HEADERS,
+    Factory,
+    SSERequest,
+    allowed_methods,
+    call_factory,
+    make_stream,
+)
+
+__all__ = ["DEFAULT_SEND_TIMEOUT", "SSEApp", "serve_stream"]
+
+logger = logging.getLogger("ssekit")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+#: Seconds one write may take before the client is deemed gone (it stopped reading).
+DEFAULT_SEND_TIMEOUT = 60.0
+
+_SSE_RAW_HEADERS = [(name.lower().encode(), value.encode()) for name, value in SSE_HEADERS]
+
+
+def registry_of(scope: Scope) -> StreamRegistry | None:
+    """The registry a lifespan put in the app's state (see `StreamRegistry.lifespan`)."""
+    state = scope.get("state")
+    registry = state.get(STATE_KEY) if isinstance(state, dict) else None
+    return registry if isinstance(registry, StreamRegistry) else None
+
+
+async def serve_stream(
+    stream: SSEStream,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    *,
+    status: int = 200,
+    headers: Sequence[tuple[bytes, bytes]] = (),
+    send_timeout: float | None = DEFAULT_SEND_TIMEOUT,
+    registry: StreamRegistry | None = None,
+) -> None:
+    """Send `stream` as the response, until it ends or the client leaves; then close it.
+
+    The client is gone when `http.disconnect` arrives, when a send fails, or when one send takes
+    longer than `send_timeout` seconds (a client that stopped reading).  Either way the stream is
+    closed, which closes its source.
+    """
+    names = {name.lower() for name, _ in headers}
+    raw_headers = [h for h in _SSE_RAW_HEADERS if h[0] not in names] + list(headers)
+    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+    if scope.get("method") == "HEAD":
+        await stream.aclose()
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        return
+    registry = registry or registry_of(scope)
+    if registry is not None:
+        registry.add(stream)
+    loop = asyncio.get_running_loop()
+    pump = loop.create_task(_pump(stream, send, send_timeout))
+    watcher = loop.create_task(_wait_for_disconnect(receive))
+    try:
+        await asyncio.wait((pump, watcher), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+        if not pump.done():
+            pump.cancel()  # the client left: the pump's stream.aclose() closes the source
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait((pump, watcher))
+        if registry is not None:
+            registry.discard(stream)
+    if pump.done() and not pump.cancelled() and pump.exception() is None and pump.result():
+        await _send_quietly(send, {"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _pump(stream: SSEStream, send: Send, send_timeout: float | None) -> bool:
+    """Write the stream; True if it ended by itself, False if the client went away."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    watchdog: asyncio.TimerHandle | None = None
+    try:
+        async for data in stream:
+            if send_timeout is not None:
+                watchdog = loop.call_later(send_timeout, task.cancel)
+            try:
+                await send({"type": "http.response.body", "body": data, "more_body": True})
+            except OSError:
+                return False  # a server that reports a vanished client by failing the send
+            if watchdog is not None:
+                watchdog.cancel()
+        return True
+    except asyncio.CancelledError:
+        if watchdog is not None and watchdog.when() <= loop.time():
+            logger.info("ssekit: a client stopped reading for %s s; dropping it", send_timeout)
+            return False
+        raise
+    finally:
+        if watchdog is not None:
+            watchdog.cancel()
+        await stream.aclose()
+
+
+async def _wait_for_disconnect(receive: Receive) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+async def _send_quietly(send: Send, message: Message) -> None:
+    with contextlib.suppress(OSError):
+        await send(message)
+
+
+async def _send_plain(
+    send: Send, status: int, text: str, extra: Iterable[tuple[bytes, bytes]]
+) -> None:
+    body = text.encode()
+    headers = [
+        (b"content-type", b"text/plain; charset=utf-8"),
+        (b"content-length", str(len(body)).encode()),
+        *extra,
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+class SSEApp:
+    """An ASGI application that streams `factory(request)` to every request.
+
+    ```
+    app = SSEApp(lambda request: ticks(after=request.last_event_id), heartbeat=10)
+    ```
+
+    GET and HEAD are served (`methods=` adds others).  When it is the top-level app it also
+    handles the lifespan: the registry's signal handlers are chained while serving, so a
+    server's shutdown first ends the streams with the registry's farewell.  Other keyword
+    arguments are `to_sse()` options.
+    """
+
+    def __init__(
+        self,
+        factory: Factory,
+        *,
+        methods: Iterable[str] = (),
+        registry: StreamRegistry | None = None,
+        send_timeout: float | None = DEFAULT_SEND_TIMEOUT,
+        **options: Any,
+    ) -> None:
+        self.factory = factory
+        self.methods = allowed_methods(methods)
+        self.registry = registry if registry is not None else StreamRegistry()
+        self.send_timeout = send_timeout
+        self.options = options
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            raise ValueError(f"SSEApp serves HTTP, not {scope['type']!r}.")
+        request = SSERequest.from_asgi(scope)
+        if request.method not in self.methods:
+            allow = ", ".join(sorted(self.methods)).encode()
+            await _send_plain(send, 405, "Method Not Allowed", [(b"allow", allow)])
+            return
+        try:
+            stream = make_stream(await call_factory(self.factory, request), self.options)
+        except Exception:
+            logger.exception("ssekit: the stream's source could not be created")
+            await _send_plain(send, 500, "Internal Server Error", [])
+            return
+        await serve_stream(
+            stream, scope, receive, send, send_timeout=self.send_timeout, registry=self.registry
+        )
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                self.registry.install_signal_handlers()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                self.registry.close_all()
+                self.registry.restore_signal_handlers()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
