@@ -20,18 +20,20 @@ copied to it.  Call `init_app(app)` to get a `StreamRegistry` that ends open str
 
 from __future__ import annotations
 
+import contextvars
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
-from flask import Flask, Response, current_app, request
+from flask import Flask, Request, Response, current_app, request
 
 from ssekit._registry import StreamRegistry
 from ssekit._stream import Source, SSEStream
 from ssekit.adapters._common import LAST_EVENT_ID_QUERY, SSE_HEADERS, make_stream
 from ssekit.adapters.wsgi import StreamBody, warn_if_blocking_worker
+from ssekit.broker import Broker, SlowPolicy, TooManySubscribers
 
-__all__ = ["init_app", "last_event_id", "registry", "sse", "sse_response"]
+__all__ = ["broker_view", "init_app", "last_event_id", "registry", "sse", "sse_response"]
 
 _EXTENSION = "ssekit"
 F = TypeVar("F", bound=Callable[..., Any])
@@ -55,6 +57,31 @@ def last_event_id() -> str | None:
     return request.headers.get("Last-Event-ID", request.args.get(LAST_EVENT_ID_QUERY))
 
 
+class _ViewContextBody(StreamBody):
+    """A stream body whose source starts in (a copy of) the view's context.
+
+    Flask pops the request and app contexts as soon as the view returns, before the server reads
+    the body, and a stream starts its source (copying the reading thread's context) only when
+    it is first read: started in the view's context instead, the source sees `request`,
+    `current_app`, `g` and `last_event_id()` as the view did.
+    """
+
+    def __init__(
+        self, stream: SSEStream, registry: StreamRegistry | None, context: contextvars.Context
+    ) -> None:
+        super().__init__(stream, registry)
+        self._context = context
+
+    def __iter__(self) -> Iterator[bytes]:
+        chunks = iter(self.stream)
+        try:
+            first = self._context.run(next, chunks)  # the source starts in this first step
+        except StopIteration:
+            return
+        yield first
+        yield from chunks
+
+
 def sse_response(
     source: Source | SSEStream,
     *,
@@ -65,9 +92,8 @@ def sse_response(
     """A streaming `Response` for `source`; keyword arguments are `to_sse()` options."""
     stream = make_stream(source, options)
     warn_if_blocking_worker(request.environ)
-    response = current_app.response_class(
-        StreamBody(stream, registry()), status=status, headers=list(SSE_HEADERS)
-    )
+    body = _ViewContextBody(stream, registry(), contextvars.copy_context())
+    response = current_app.response_class(body, status=status, headers=list(SSE_HEADERS))
     for name, value in (headers or {}).items():
         response.headers[name] = value
     return response
@@ -92,3 +118,35 @@ def sse(view: F | None = None, **options: Any) -> Any:
     if view is not None:
         return decorate(view)
     return decorate
+
+
+def broker_view(
+    broker: Broker,
+    *,
+    authorize: Callable[[Request, list[str]], bool] | None = None,
+    policy: SlowPolicy = "disconnect",
+    **options: Any,
+) -> Callable[[str], Response]:
+    """A view taking `topic` that streams `broker`'s events, resuming from `last_event_id()`.
+
+    ```
+    app.add_url_rule("/events/<path:topic>", view_func=broker_view(broker))
+    ```
+
+    `authorize(request, topics)` returning False gives 403; a topic at its subscriber cap, 503.
+    """
+
+    def view(topic: str) -> Response:
+        if authorize is not None and not authorize(request, [topic]):
+            return Response("Forbidden", status=403, mimetype="text/plain")
+        try:
+            subscription = broker.subscribe(topic, last_event_id(), policy=policy)
+        except TooManySubscribers as exc:
+            return Response(str(exc), status=503, mimetype="text/plain", headers=_RETRY_AFTER)
+        return sse_response(subscription, **options)
+
+    view.__name__ = f"ssekit_broker_{id(broker):x}"
+    return view
+
+
+_RETRY_AFTER = {"Retry-After": "5"}

@@ -27,8 +27,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
@@ -36,8 +37,9 @@ from ssekit._registry import StreamRegistry
 from ssekit._stream import Source, SSEStream
 from ssekit.adapters._common import LAST_EVENT_ID_QUERY, allowed_methods, make_stream
 from ssekit.adapters.asgi import DEFAULT_SEND_TIMEOUT, serve_stream
+from ssekit.broker import Broker, SlowPolicy, TooManySubscribers
 
-__all__ = ["SSEResponse", "last_event_id", "sse_route"]
+__all__ = ["SSEResponse", "broker_route", "last_event_id", "sse_route"]
 
 
 def last_event_id(request: Request) -> str | None:
@@ -112,3 +114,43 @@ def sse_route(
         return SSEResponse(source, **options)
 
     return Route(path, endpoint, methods=sorted(allowed_methods(methods)), name=name)
+
+
+def broker_route(
+    path: str,
+    broker: Broker,
+    *,
+    authorize: Callable[[Request, list[str]], bool | Awaitable[bool]] | None = None,
+    topic_param: str = "topic",
+    policy: SlowPolicy = "disconnect",
+    name: str | None = None,
+    **options: Any,
+) -> Route:
+    """A `Route` streaming the topic named in the path, resuming from `Last-Event-ID`.
+
+    ```
+    app = Starlette(routes=[broker_route("/events/{topic:path}", broker)])
+    ```
+
+    `authorize(request, topics)` (sync or async) returning False gives 403; a topic at its
+    subscriber cap, 503.
+    """
+
+    async def endpoint(request: Request) -> Response:
+        topic = request.path_params[topic_param]
+        if authorize is not None:
+            allowed = authorize(request, [topic])
+            if isinstance(allowed, Awaitable):
+                allowed = await allowed
+            if not allowed:
+                return PlainTextResponse("Forbidden", status_code=403)
+        try:
+            # A Redis broker reads the replay over the network: keep it off the event loop.
+            subscription = await run_in_threadpool(
+                broker.subscribe, topic, last_event_id(request), policy=policy
+            )
+        except TooManySubscribers as exc:
+            return PlainTextResponse(str(exc), status_code=503, headers={"Retry-After": "5"})
+        return SSEResponse(subscription, **options)
+
+    return Route(path, endpoint, methods=["GET", "HEAD"], name=name)

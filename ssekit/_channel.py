@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from ssekit._errors import StreamError
-from ssekit._handoff import Handoff
+from ssekit._handoff import Handoff, HandoffSource
 
 __all__ = ["Channel"]
 
 
-class Channel:
+class Channel(HandoffSource):
     """A push-style source for `to_sse()`: the producer calls `send()`, the stream writes it.
 
     Safe to use from any thread or task.  Bounded: when `maxsize` chunks wait unsent, `send()`
@@ -22,8 +22,7 @@ class Channel:
     def __init__(self, maxsize: int = 64) -> None:
         if isinstance(maxsize, bool) or not isinstance(maxsize, int) or maxsize < 1:
             raise ValueError(f"Channel maxsize must be an int of at least 1, not {maxsize!r}.")
-        self._handoff = Handoff(maxsize)
-        self._attached = False
+        super().__init__(Handoff(maxsize))
 
     def send(self, chunk: Any, *, timeout: float | None = None) -> None:
         """Queue `chunk`, blocking while the channel is full (`TimeoutError` after `timeout` s)."""
@@ -63,13 +62,3 @@ class Channel:
     def closed(self) -> bool:
         """True once the channel has ended or its client has gone: `send()` would raise."""
         return self._handoff.finished or self._handoff.closed
-
-    def close(self) -> None:
-        """Drop the channel without an ending (what an unserved stream's cleanup calls)."""
-        self._handoff.close()
-
-    def _attach(self) -> Handoff:
-        if self._attached:
-            raise RuntimeError("A Channel can feed only one stream.")
-        self._attached = True
-        return self._handoff

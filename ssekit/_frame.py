@@ -13,10 +13,17 @@ from typing import Any
 from ssekit._event import Event, encode_data
 from ssekit._serialize import Serializer, dumps_json_bytes
 
-__all__ = ["Framer", "make_framer"]
+__all__ = ["Encoded", "Framer", "make_framer"]
 
 #: Frames one chunk as the bytes of one event.
 Framer = Callable[[Any], bytes]
+
+
+class Encoded(bytes):
+    """Bytes already framed as whole events, written as they are (a broker frames once for all)."""
+
+    __slots__ = ()
+
 
 _DATA_TYPES = (str, Event, bytes, bytearray, memoryview)
 
@@ -32,6 +39,8 @@ def make_framer(serializer: Serializer | None) -> Framer:
             return b"data: " + dumps_json_bytes(chunk) + b"\n\n"
         if kind is Event:
             return chunk.encode()  # type: ignore[no-any-return]
+        if kind is Encoded:
+            return chunk  # type: ignore[no-any-return]
         if isinstance(chunk, _DATA_TYPES):
             return _frame_data_type(chunk)
         if serializer is None:

@@ -12,11 +12,12 @@ import asyncio
 import contextlib
 import threading
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from ssekit._errors import ChannelClosed
 
-__all__ = ["Handoff"]
+__all__ = ["Handoff", "HandoffSource"]
 
 
 class _Waiter:
@@ -66,9 +67,12 @@ class Handoff:
     `ChannelClosed` so the producer learns to stop.
     """
 
-    def __init__(self, maxsize: int) -> None:
+    def __init__(self, maxsize: int, *, on_close: Callable[[], None] | None = None) -> None:
         if maxsize < 1:
             raise ValueError(f"maxsize must be at least 1, not {maxsize!r}.")
+        self._on_close = on_close
+        #: Bytes to write after the last item instead of a normal ending (see `finish`).
+        self.ending: bytes | None = None
         self._maxsize = maxsize
         self._items: deque[Any] = deque()
         self._lock = threading.Lock()
@@ -76,7 +80,8 @@ class Handoff:
         self._closed = False
         self.error: BaseException | None = None
         self._consumer: _Waiter | None = None
-        self._producer: _Waiter | None = None
+        #: Every parked producer: a `Channel` may have several blocked senders at once.
+        self._producers: list[_Waiter] = []
 
     # -- producer side -------------------------------------------------------------------------
 
@@ -114,17 +119,35 @@ class Handoff:
         while self.full and not self._closed:
             await self._park_producer(loop).wait_async(None)
 
+    def put_dropping_oldest(self, item: Any) -> int:
+        """Add `item`, dropping the oldest waiting items to make room; return how many dropped."""
+        with self._lock:
+            if self._closed or self._finished:
+                raise ChannelClosed(self._why_closed())
+            dropped = 0
+            while len(self._items) >= self._maxsize:
+                self._items.popleft()
+                dropped += 1
+            self._items.append(item)
+            waiter, self._consumer = self._consumer, None
+        if waiter is not None:
+            waiter.wake()
+        return dropped
+
     def put(self, item: Any, timeout: float | None = None) -> None:
         """Add `item`, blocking while full (at most `timeout` seconds, then `TimeoutError`)."""
         while not self.try_put(item):
-            if not self._park_producer(None).wait(timeout):
+            waiter = self._park_producer(None)
+            if not waiter.wait(timeout):
+                self._unpark_producer(waiter)
                 raise TimeoutError(f"The consumer took nothing for {timeout} seconds.")
 
     async def aput(self, item: Any, timeout: float | None = None) -> None:
         """Add `item`, awaiting while full."""
         while not self.try_put(item):
-            loop = asyncio.get_running_loop()
-            if not await self._park_producer(loop).wait_async(timeout):
+            waiter = self._park_producer(asyncio.get_running_loop())
+            if not await waiter.wait_async(timeout):
+                self._unpark_producer(waiter)
                 raise TimeoutError(f"The consumer took nothing for {timeout} seconds.")
 
     def _park_producer(self, loop: asyncio.AbstractEventLoop | None) -> _Waiter:
@@ -132,18 +155,31 @@ class Handoff:
         with self._lock:
             full = len(self._items) >= self._maxsize and not self._closed
             if full:
-                self._producer = waiter
+                self._producers.append(waiter)
         if not full:
             waiter.wake()
         return waiter
 
-    def finish(self, error: BaseException | None = None) -> bool:
-        """No more items will come (`error` says why, if it was a failure). False if already so."""
+    def _unpark_producer(self, waiter: _Waiter) -> None:
+        with self._lock, contextlib.suppress(ValueError):
+            self._producers.remove(waiter)
+
+    def _wake_producers(self, producers: list[_Waiter]) -> None:
+        for waiter in producers:  # each one retries; those that find no room park again
+            waiter.wake()
+
+    def finish(self, error: BaseException | None = None, *, ending: bytes | None = None) -> bool:
+        """No more items will come; False if that was already so.
+
+        `error` says the producer failed; `ending` replaces the stream's normal ending (e.g. a
+        `retry:` hint for a client that is cut off and should come back).
+        """
         with self._lock:
             if self._finished or self._closed:
                 return False
             self._finished = True
             self.error = error
+            self.ending = ending
             waiter, self._consumer = self._consumer, None
         if waiter is not None:
             waiter.wake()
@@ -173,9 +209,8 @@ class Handoff:
                 return []
             items = list(self._items)
             self._items.clear()
-            waiter, self._producer = self._producer, None
-        if waiter is not None:
-            waiter.wake()
+            producers, self._producers = self._producers, []
+        self._wake_producers(producers)
         return items
 
     @property
@@ -200,11 +235,42 @@ class Handoff:
             waiter = self._consumer = _Waiter(loop)
         return waiter
 
+    def nudge(self) -> None:
+        """Wake a waiting consumer without giving it anything (it has something else to do)."""
+        with self._lock:
+            waiter, self._consumer = self._consumer, None
+        if waiter is not None:
+            waiter.wake()
+
     def close(self) -> None:
         """The consumer stops listening: drop what is queued and release a blocked producer."""
         with self._lock:
+            if self._closed:
+                return
             self._closed = True
             self._items.clear()
-            waiter, self._producer = self._producer, None
-        if waiter is not None:
-            waiter.wake()
+            producers, self._producers = self._producers, []
+        self._wake_producers(producers)
+        if self._on_close is not None:
+            self._on_close()
+
+
+class HandoffSource:
+    """A source that hands chunks over itself (a `Channel`, a broker subscription).
+
+    `to_sse()` reads its handoff directly: no thread or task between them.
+    """
+
+    def __init__(self, handoff: Handoff) -> None:
+        self._handoff = handoff
+        self._attached = False
+
+    def _attach(self) -> Handoff:
+        if self._attached:
+            raise RuntimeError(f"A {type(self).__name__} can feed only one stream.")
+        self._attached = True
+        return self._handoff
+
+    def close(self) -> None:
+        """Drop the source without an ending (what an unserved stream's cleanup calls)."""
+        self._handoff.close()

@@ -75,7 +75,7 @@ def _default_or_none(value: Any) -> Any:
 
 
 def _dumps_stdlib_bytes(value: Any) -> bytes:
-    return _stdlib_encoder.encode(value).encode()
+    return _dumps_stdlib(value).encode()  # with its NaN/Infinity -> null rule
 
 
 def _make_orjson_dumps() -> Callable[[Any], bytes] | None:

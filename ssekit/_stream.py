@@ -29,17 +29,16 @@ from collections.abc import (
 )
 from typing import Any
 
-from ssekit._channel import Channel
 from ssekit._errors import ChannelClosed
 from ssekit._event import Event
-from ssekit._handoff import Handoff
+from ssekit._handoff import Handoff, HandoffSource
 from ssekit._serialize import Serializer
 from ssekit._writer import ErrorHook, FlushPolicy, StreamOptions, StreamWriter, opening_bytes
 
 __all__ = ["SSEStream", "Source", "StreamState", "to_sse"]
 
-#: What `to_sse()` accepts: an iterable or async iterable of chunks, or a `Channel`.
-Source = Iterable[Any] | AsyncIterable[Any] | Channel
+#: What `to_sse()` accepts: an iterable or async iterable of chunks, a `Channel`, a subscription.
+Source = Iterable[Any] | AsyncIterable[Any] | HandoffSource
 
 logger = logging.getLogger("ssekit")
 
@@ -70,7 +69,7 @@ class SSEStream:
     """
 
     def __init__(self, source: Source, options: StreamOptions) -> None:
-        if not isinstance(source, (Iterable, AsyncIterable, Channel)):
+        if not isinstance(source, (Iterable, AsyncIterable, HandoffSource)):
             raise TypeError(
                 f"to_sse() needs an iterable or async iterable of chunks, not "
                 f"{type(source).__name__}."
@@ -85,6 +84,8 @@ class SSEStream:
         self.state = StreamState.IDLE
         self._sync_gen: Generator[bytes, None, None] | None = None
         self._async_gen: AsyncGenerator[bytes, None] | None = None
+        self._handoff: Handoff | None = None
+        self._farewell: bytes | None = None  # set by end_now(), from any thread
 
     def _start(self) -> None:
         if self.state is not StreamState.IDLE:
@@ -92,6 +93,20 @@ class SSEStream:
                 "An SSEStream can be iterated only once; call to_sse() again for a new stream."
             )
         self.state = StreamState.STREAMING
+
+    def end_now(self, *, farewell: str | Event | None = None, retry: int | None = None) -> None:
+        """Ask the stream to end soon: write what is pending, `farewell`, a `retry:` hint, stop.
+
+        Safe from any thread (a shutdown handler's, say); it does not wait.  The consumer writes
+        the ending and closes the source as its next step.
+        """
+        parts = [] if farewell is None else [_ending_event(farewell).encode()]
+        if retry is not None:
+            parts.append(Event(retry=retry).encode())
+        self._farewell = b"".join(parts)
+        handoff = self._handoff
+        if handoff is not None:
+            handoff.nudge()
 
     # -- sync consumer -------------------------------------------------------------------------
 
@@ -110,18 +125,23 @@ class SSEStream:
         """Stop streaming and close the source (WSGI servers call this when the client leaves)."""
         if self._sync_gen is not None:
             self._sync_gen.close()
-        elif self._async_gen is None:
+        elif self._async_gen is not None:
+            return
+        if self.state is not StreamState.CLOSED:  # never started its source (not even iter'd)
             self.state = StreamState.CLOSED
             _close_unstarted(self._source)
 
     def _run_sync(self) -> Generator[bytes, None, None]:
         handoff, stop = self._start_producer_for_sync()
+        self._handoff = handoff
         writer = StreamWriter(self.options, time.monotonic())
         try:
             yield opening_bytes(self.options)
             while True:
                 now = time.monotonic()
                 _collect(handoff, writer, now)
+                if self._farewell is not None:
+                    writer.interrupt(self._farewell)
                 out, wait = writer.poll(now)
                 yield from out
                 if writer.done:
@@ -136,7 +156,7 @@ class SSEStream:
     def _start_producer_for_sync(self) -> tuple[Handoff, Callable[[], None]]:
         """Start the source for a sync consumer; return its handoff and how to stop it."""
         source = self._source
-        if isinstance(source, Channel):
+        if isinstance(source, HandoffSource):
             return source._attach(), _noop
         handoff = Handoff(PULL_AHEAD)
         if isinstance(source, AsyncIterable) and not isinstance(source, Iterable):
@@ -163,12 +183,13 @@ class SSEStream:
             await self._async_gen.aclose()
         elif self._sync_gen is not None:
             self._sync_gen.close()
-        else:
+        if self.state is not StreamState.CLOSED:  # never started its source (not even aiter'd)
             self.state = StreamState.CLOSED
             _close_unstarted(self._source)
 
     async def _run_async(self) -> AsyncGenerator[bytes, None]:
         handoff, producer = self._start_producer_for_async()
+        self._handoff = handoff
         loop = asyncio.get_running_loop()
         writer = StreamWriter(self.options, loop.time())
         try:
@@ -176,6 +197,8 @@ class SSEStream:
             while True:
                 now = loop.time()
                 _collect(handoff, writer, now)
+                if self._farewell is not None:
+                    writer.interrupt(self._farewell)
                 out, wait = writer.poll(now)
                 for data in out:
                     yield data
@@ -195,7 +218,7 @@ class SSEStream:
     def _start_producer_for_async(self) -> tuple[Handoff, asyncio.Task[None] | None]:
         """Start the source for an async consumer; return its handoff and its task, if any."""
         source = self._source
-        if isinstance(source, Channel):
+        if isinstance(source, HandoffSource):
             return source._attach(), None
         handoff = Handoff(PULL_AHEAD)
         if isinstance(source, AsyncIterable):
@@ -241,6 +264,10 @@ def to_sse(
     return SSEStream(source, options)
 
 
+def _ending_event(value: str | Event) -> Event:
+    return value if isinstance(value, Event) else Event(value)
+
+
 def _collect(handoff: Handoff, writer: StreamWriter, now: float) -> None:
     """Move what the producer has ready into the writer, and its ending once it is drained."""
     items = handoff.take()
@@ -249,6 +276,8 @@ def _collect(handoff: Handoff, writer: StreamWriter, now: float) -> None:
     if handoff.drained:
         if handoff.error is not None:
             writer.fail(handoff.error)
+        elif handoff.ending is not None:
+            writer.interrupt(handoff.ending)
         else:
             writer.finish()
 
@@ -259,6 +288,8 @@ def _noop() -> None:
 
 def _close_unstarted(source: object) -> None:
     """Close a source that was never iterated, so its resources are released all the same."""
+    if isinstance(source, HandoffSource) and source._attached:
+        return  # it feeds another stream, which closes it when that stream ends
     close = getattr(source, "close", None)
     if callable(close) and not inspect.iscoroutinefunction(close):
         close()
@@ -269,8 +300,9 @@ def _close_unstarted(source: object) -> None:
 
 def _pump_sync(source: Iterable[Any], handoff: Handoff) -> None:
     """Worker thread body: pull chunks ahead of the consumer until done or told to stop."""
-    iterator = iter(source)
+    iterator: Iterator[Any] | None = None
     try:
+        iterator = iter(source)  # inside the try: a source failing to start is a failed source
         for chunk in iterator:
             handoff.put(chunk)
     except ChannelClosed:
@@ -284,7 +316,10 @@ def _pump_sync(source: Iterable[Any], handoff: Handoff) -> None:
     finally:
         close = getattr(iterator, "close", None)
         if callable(close):
-            close()
+            try:
+                close()
+            except Exception:
+                logger.exception("ssekit: closing the stream's source failed")
 
 
 def _start_worker_thread(source: Iterable[Any], handoff: Handoff) -> None:
@@ -302,7 +337,7 @@ async def _pump_async(source: AsyncIterable[Any], handoff: Handoff) -> None:
     without pausing, and whatever is pending as soon as it pauses (a `call_soon` callback runs
     exactly then), so a fast source pays no lock per chunk and a slow one delays nothing.
     """
-    iterator = aiter(source)
+    iterator: AsyncIterator[Any] | None = None
     loop = asyncio.get_running_loop()
     batch: list[Any] = []
     scheduled = False
@@ -320,6 +355,7 @@ async def _pump_async(source: AsyncIterable[Any], handoff: Handoff) -> None:
             hand_over()
 
     try:
+        iterator = aiter(source)  # inside the try: a source failing to start is a failed source
         async for chunk in iterator:
             batch.append(chunk)
             if not scheduled:

@@ -173,6 +173,11 @@ class StreamWriter:
         if self._ending is None:
             self._ending = error_bytes(error, self._options.on_error)
 
+    def interrupt(self, ending: bytes) -> None:
+        """End now, whatever the source does: write what is pending, then `ending`."""
+        if not self.done:
+            self._ending = ending
+
     def poll(self, now: float) -> tuple[list[bytes], float | None]:
         """Return (byte strings to write now, seconds to wait before the next poll or None)."""
         out: list[bytes] = []

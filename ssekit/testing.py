@@ -34,11 +34,11 @@ def read_events(source: Any, n: int, *, timeout: float = 5.0) -> list[MessageEve
     """
     results: queue.Queue[tuple[str, Any]] = queue.Queue()
     stop = threading.Event()
+    iterable = _byte_iterable(source)  # here, so a TypeError reaches the caller at once
 
     def reader() -> None:
         parser = EventParser()
         events: list[MessageEvent] = []
-        iterable = _byte_iterable(source)
         try:
             for chunk in iterable:
                 events.extend(parser.feed(chunk))

@@ -1,0 +1,69 @@
+"""Publish/subscribe with `Last-Event-ID` resume: `MemoryBroker` (one process) and `RedisBroker`.
+
+```
+broker = MemoryBroker()
+broker.publish("jobs/42", {"percent": 50})            # -> its id, e.g. "1732400000000-7"
+to_sse(broker.subscribe("jobs/42", last_event_id))    # replay after that id, then live
+```
+
+A resume is exclusive (events *after* the id, never a repeat).  When the history no longer holds
+the id (or never did), the stream starts with a `reset` event (data `{"reason": ...}`, carrying
+the newest id): the client must refetch its state instead of silently missing events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from ssekit._event import Event
+from ssekit.broker._hub import (
+    RESET_EVENT,
+    SlowPolicy,
+    Subscription,
+    SubscriptionStats,
+    TooManySubscribers,
+)
+from ssekit.broker._memory import MemoryBroker
+
+__all__ = [
+    "RESET_EVENT",
+    "Broker",
+    "MemoryBroker",
+    "RedisBroker",
+    "SlowPolicy",
+    "Subscription",
+    "SubscriptionStats",
+    "TooManySubscribers",
+]
+
+
+class Broker(Protocol):
+    """What every broker offers; adapters and applications depend on this only."""
+
+    def publish(self, topic: str, chunk: Any, *, event: str | None = None) -> str: ...
+
+    async def apublish(self, topic: str, chunk: Any, *, event: str | None = None) -> str: ...
+
+    def subscribe(
+        self,
+        topics: str | Sequence[str],
+        last_event_id: str | None = None,
+        *,
+        policy: SlowPolicy = "disconnect",
+        queue_size: int | None = None,
+    ) -> Subscription: ...
+
+    def subscribers(self, topic: str) -> list[Subscription]: ...
+
+    def close_topic(self, topic: str, *, farewell: str | Event | None = None) -> int: ...
+
+    def close(self) -> None: ...
+
+
+def __getattr__(name: str) -> Any:
+    if name == "RedisBroker":  # imported on demand: it needs the `redis` extra
+        from ssekit.broker._redis import RedisBroker
+
+        return RedisBroker
+    raise AttributeError(f"module 'ssekit.broker' has no attribute {name!r}")

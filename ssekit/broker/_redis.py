@@ -1,0 +1,227 @@
+"""`RedisBroker`: topics as Redis Streams, shared by every process and host that has the URL.
+
+Publishing is one `XADD` (trimmed with `MAXLEN ~`), whose entry id becomes the SSE id; the event
+is framed once, by the publisher, and stored framed.  Each process runs one reader thread per
+topic it serves (a blocking `XREAD`), fanned out to its local subscribers, rather than one Redis
+connection per client.  A resume replays from the stream (`XRANGE` after the id).  When Redis
+goes away the reader reconnects with backoff and goes on from the last id it delivered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from ssekit._event import Event
+from ssekit._serialize import Serializer
+from ssekit.broker._hub import (
+    Hub,
+    SlowPolicy,
+    StreamId,
+    Subscription,
+    format_id,
+    frame_body,
+    parse_id,
+    with_id,
+)
+
+try:
+    import redis
+except ImportError as exc:  # pragma: no cover - depends on the extra
+    raise ImportError("RedisBroker needs the redis package: pip install 'ssekit[redis]'") from exc
+
+__all__ = ["RedisBroker"]
+
+logger = logging.getLogger("ssekit")
+
+#: How long one blocking XREAD waits before the reader checks whether it is still needed.
+READ_BLOCK_MS = 1000
+#: Reconnection backoff after Redis went away: first and largest delay, in seconds.
+BACKOFF_FIRST = 0.05
+BACKOFF_MAX = 2.0
+_BODY = b"b"  # the stream entry's single field: the framed event without its id
+
+
+class RedisBroker:
+    """Topics kept in Redis Streams (Redis 6.2+ or Valkey), for many processes and hosts.
+
+    `max_length` bounds each topic's stream (approximately, as `MAXLEN ~` does); a resume from
+    an id trimmed away gets a `reset` event first.
+    """
+
+    def __init__(
+        self,
+        url: str = "redis://127.0.0.1:6379/0",
+        *,
+        prefix: str = "ssekit:",
+        max_length: int = 10_000,
+        queue_size: int = 256,
+        max_subscribers_per_topic: int | None = None,
+        serializer: Serializer | None = None,
+    ) -> None:
+        self.url = url
+        self.prefix = prefix
+        self.max_length = max_length
+        self._serializer = serializer
+        self._client = redis.Redis.from_url(url)
+        self._hub = Hub(
+            history_size=0,  # Redis keeps the history
+            history_seconds=None,
+            queue_size=queue_size,
+            max_subscribers_per_topic=max_subscribers_per_topic,
+        )
+        self._readers: dict[str, _Reader] = {}
+        self._readers_lock = threading.Lock()
+        self._closed = threading.Event()
+
+    def _key(self, topic: str) -> str:
+        return self.prefix + topic
+
+    # -- publishing ------------------------------------------------------------------------------
+
+    def publish(self, topic: str, chunk: Any, *, event: str | None = None) -> str:
+        """Append the event to the topic's stream; return its id (the stream entry id)."""
+        body = frame_body(chunk, event, self._serializer)
+        entry_id = self._client.xadd(
+            self._key(topic), {_BODY: body}, maxlen=self.max_length, approximate=True
+        )
+        return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+
+    async def apublish(self, topic: str, chunk: Any, *, event: str | None = None) -> str:
+        """`publish()` for async code (the Redis round trip runs in a thread)."""
+        return await asyncio.to_thread(self.publish, topic, chunk, event=event)
+
+    # -- subscribing ----------------------------------------------------------------------------
+
+    def subscribe(
+        self,
+        topics: str | Sequence[str],
+        last_event_id: str | None = None,
+        *,
+        policy: SlowPolicy = "disconnect",
+        queue_size: int | None = None,
+    ) -> Subscription:
+        """A source for `to_sse()`: events of `topics` after `last_event_id` (exclusive), then live.
+
+        An id that the stream no longer holds (trimmed) or never held gives a `reset` event first.
+        """
+        if self._closed.is_set():
+            raise RuntimeError("This RedisBroker is closed.")
+        names = (topics,) if isinstance(topics, str) else tuple(topics)
+        # Under the readers' lock, a reader cannot decide it is unneeded between our check and
+        # our subscription; a new reader starts from the stream's end as it was *before* the
+        # replay is read, so nothing falls between the two (the overlap is deduplicated).
+        with self._readers_lock:
+            new_readers = [self._new_reader(name) for name in names if not self._has_reader(name)]
+            subscription = self._hub.subscribe(
+                names, last_event_id, policy=policy, queue_size=queue_size, replay=self._replay
+            )
+            for reader in new_readers:
+                self._readers[reader.topic] = reader
+                reader.start()
+        return subscription
+
+    def _replay(self, topic: str, after: StreamId) -> list[tuple[StreamId, Any]] | None:
+        """The entries after `after`, or None if `after` is not in the stream (trimmed/unknown)."""
+        key = self._key(topic)
+        text_id = format_id(after)
+        if not self._client.xrange(key, min=text_id, max=text_id, count=1):
+            return None
+        entries: Any = self._client.xrange(key, min="(" + text_id, max="+")
+        return [_entry(entry_id, fields) for entry_id, fields in entries]
+
+    def _has_reader(self, topic: str) -> bool:
+        reader = self._readers.get(topic)
+        return reader is not None and reader.is_alive()
+
+    def _new_reader(self, topic: str) -> _Reader:
+        return _Reader(self, topic, self._last_generated_id(topic))
+
+    def _reader_done(self, reader: _Reader) -> bool:
+        """A reader asks to stop for want of subscribers; True if it may (under the lock)."""
+        with self._readers_lock:
+            if self._hub.subscribers(reader.topic) and not self._closed.is_set():
+                return False
+            if self._readers.get(reader.topic) is reader:
+                del self._readers[reader.topic]
+            return True
+
+    def _last_generated_id(self, topic: str) -> str:
+        try:
+            info: Any = self._client.xinfo_stream(self._key(topic))
+        except redis.ResponseError:  # no such stream yet
+            return "0-0"
+        last = info.get("last-generated-id") or info.get(b"last-generated-id") or b"0-0"
+        return last.decode() if isinstance(last, bytes) else str(last)
+
+    def subscribers(self, topic: str) -> list[Subscription]:
+        """The live subscriptions of `topic` in this process."""
+        return self._hub.subscribers(topic)
+
+    def close_topic(self, topic: str, *, farewell: str | Event | None = None) -> int:
+        """End every subscription of `topic` in this process; return how many."""
+        return self._hub.close_topic(topic, farewell=farewell)
+
+    @property
+    def counters(self) -> dict[str, int]:
+        """published (delivered locally), resets, disconnected_slow, reconnects, ..."""
+        return dict(self._hub.counters)
+
+    def close(self) -> None:
+        """Stop the reader threads and close the connection."""
+        self._closed.set()
+        with self._readers_lock:
+            readers = list(self._readers.values())
+            self._readers.clear()
+        for reader in readers:
+            reader.join(READ_BLOCK_MS / 1000 + 2)
+        self._client.close()
+
+    async def aclose(self) -> None:
+        await asyncio.to_thread(self.close)
+
+
+def _entry(entry_id: bytes | str, fields: dict[bytes, bytes]) -> tuple[StreamId, Any]:
+    text_id = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    parsed = parse_id(text_id)
+    assert parsed is not None
+    return parsed, with_id(fields[_BODY], text_id)
+
+
+class _Reader(threading.Thread):
+    """Follows one topic's stream for this process and hands entries to the hub."""
+
+    def __init__(self, broker: RedisBroker, topic: str, start: str) -> None:
+        super().__init__(name=f"ssekit-redis-{topic}", daemon=True)
+        self._broker = broker
+        self.topic = topic
+        self._last = start
+        self._client = redis.Redis.from_url(broker.url, socket_keepalive=True)
+
+    def run(self) -> None:
+        broker, key = self._broker, self._broker._key(self.topic)
+        delay = BACKOFF_FIRST
+        try:
+            while not broker._closed.is_set():
+                try:
+                    answer: Any = self._client.xread({key: self._last}, block=READ_BLOCK_MS)
+                except (redis.ConnectionError, redis.TimeoutError) as exc:
+                    broker._hub.count("reconnects")
+                    logger.warning("ssekit: Redis unavailable (%s); retrying in %.2f s", exc, delay)
+                    if broker._closed.wait(delay):
+                        return
+                    delay = min(delay * 2, BACKOFF_MAX)
+                    continue
+                delay = BACKOFF_FIRST
+                for _stream, entries in answer or ():
+                    for entry_id, fields in entries:
+                        id_, data = _entry(entry_id, fields)
+                        broker._hub.deliver(self.topic, id_, data)
+                        self._last = format_id(id_)
+                if not answer and broker._reader_done(self):
+                    return
+        finally:
+            self._client.close()
