@@ -1,0 +1,220 @@
+"""Streaming from language models: the `Engine` protocol, an OpenAI-compatible engine, an offline
+demo engine, and `relay()` for re-serving any upstream event stream.
+
+```
+engine = OpenAICompatibleEngine("https://api.example.com/v1", api_key=key, model="some-model")
+return SSEResponse(engine.stream(messages), end="[DONE]")
+```
+
+An engine's `stream()` yields chunks such as `{"content": "Hel"}`, usable directly as a `to_sse()`
+source.  When the client leaves, `to_sse()` closes the stream, which closes the upstream HTTP
+response at once: the upstream model stops generating (and billing) for nobody.
+Needs the `client` extra (httpx) for the HTTP engines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import AsyncIterator, Iterable, Mapping
+from typing import Any, Protocol
+
+from ssekit._errors import StreamError
+from ssekit._event import Event
+from ssekit._parse import EventParser, MessageEvent
+
+__all__ = ["DemoEngine", "Engine", "OpenAICompatibleEngine", "relay"]
+
+#: One chat message: {"role": "user" | "assistant" | "system", "content": str}.
+ChatMessage = Mapping[str, Any]
+
+
+class Engine(Protocol):
+    """Anything that streams a reply to chat messages as chunks with a `content` string."""
+
+    def stream(
+        self, messages: Iterable[ChatMessage], **params: Any
+    ) -> AsyncIterator[dict[str, Any]]: ...
+
+
+def _excerpt(text: str, limit: int = 300) -> str:
+    text = text.strip()
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _upstream_error_message(status: int, body: str) -> str:
+    try:
+        payload = json.loads(body)
+        message = payload.get("error", {}).get("message") or payload.get("message")
+    except (ValueError, AttributeError):
+        message = None
+    return f"The model service answered {status}: {message or _excerpt(body) or 'no details'}"
+
+
+class OpenAICompatibleEngine:
+    """Streams chat completions from an OpenAI-compatible `/chat/completions` endpoint.
+
+    `defaults` (temperature, max_tokens, ...) go into every request; `stream(messages, **params)`
+    overrides them per call.  Upstream HTTP errors and `error` payloads become `StreamError`s,
+    whose message the client sees.  Pass `client=` to reuse an `httpx.AsyncClient` bound to the
+    event loop that will run the streams; by default each stream opens its own.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None = None,
+        *,
+        model: str = "gpt-4o-mini",
+        timeout: float = 60.0,
+        client: Any = None,
+        **defaults: Any,
+    ) -> None:
+        if not base_url.startswith(("http://", "https://")):
+            raise ValueError(f"base_url must be an http(s) URL, not {base_url!r}.")
+        self.url = base_url.rstrip("/") + "/chat/completions"
+        self.api_key = api_key
+        self.model = model
+        self.timeout = timeout
+        self.defaults = defaults
+        self._client = client
+
+    async def stream(
+        self, messages: Iterable[ChatMessage], **params: Any
+    ) -> AsyncIterator[dict[str, Any]]:
+        import httpx
+
+        body = {"model": self.model, **self.defaults, **params}
+        body["messages"] = [dict(message) for message in messages]
+        body["stream"] = True
+        headers = {"Accept": "text/event-stream"}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        owns_client = self._client is None
+        client = self._client or httpx.AsyncClient(timeout=httpx.Timeout(self.timeout))
+        try:
+            async with client.stream("POST", self.url, json=body, headers=headers) as response:
+                if response.status_code != 200:
+                    text = (await response.aread()).decode("utf-8", "replace")
+                    raise StreamError(_upstream_error_message(response.status_code, text))
+                parser = EventParser()
+                async for data in response.aiter_bytes():
+                    for message in parser.feed(data):
+                        if message.data == "[DONE]":
+                            return
+                        chunk = _content_chunk(message)
+                        if chunk is not None:
+                            yield chunk
+        except httpx.HTTPError as exc:
+            raise StreamError(f"The model service could not be reached: {exc}") from exc
+        finally:
+            if owns_client:
+                await client.aclose()
+
+
+def _content_chunk(message: MessageEvent) -> dict[str, Any] | None:
+    """The `{"content": ...}` chunk of one upstream message, None when it carries no text."""
+    try:
+        payload = json.loads(message.data)
+    except ValueError:
+        raise StreamError("The model service sent a message that is not JSON.") from None
+    if not isinstance(payload, dict):
+        return None
+    error = payload.get("error")
+    if error:
+        detail = error.get("message") if isinstance(error, dict) else str(error)
+        raise StreamError(f"The model service failed: {detail}")
+    choices = payload.get("choices") or []
+    if not choices:
+        return None
+    choice = choices[0]
+    content = (choice.get("delta") or {}).get("content")
+    finish = choice.get("finish_reason")
+    if not content and not finish:
+        return None
+    chunk: dict[str, Any] = {"content": content or ""}
+    if finish:
+        chunk["finish_reason"] = finish
+    return chunk
+
+
+_TOKEN = re.compile(r"\s*\S+")
+
+
+class DemoEngine:
+    """An offline, deterministic engine: no network, no model files.
+
+    It answers with a fixed kind of reply built from the last user message, one word-sized token
+    every `delay` seconds, so demos and tests see a reply arrive token by token.
+    """
+
+    def __init__(self, *, delay: float = 0.05, reply: str | None = None) -> None:
+        if delay < 0:
+            raise ValueError(f"delay must be >= 0 seconds, not {delay!r}.")
+        self.delay = delay
+        self.reply = reply
+
+    def answer(self, messages: Iterable[ChatMessage]) -> str:
+        """The whole reply `stream()` would send for these messages."""
+        if self.reply is not None:
+            return self.reply
+        history = list(messages)
+        asked = next(
+            (str(m.get("content", "")) for m in reversed(history) if m.get("role") == "user"), ""
+        )
+        turn = sum(1 for m in history if m.get("role") == "user")
+        return (
+            f"You said: “{asked.strip()}”. This reply comes from ssekit's offline demo engine, "
+            f"streamed token by token over Server-Sent Events (turn {turn} of this chat). "
+            "Set --base-url to stream from an OpenAI-compatible model instead."
+        )
+
+    async def stream(
+        self, messages: Iterable[ChatMessage], **params: Any
+    ) -> AsyncIterator[dict[str, Any]]:
+        for token in _TOKEN.findall(self.answer(messages)):
+            if self.delay:
+                await asyncio.sleep(self.delay)
+            yield {"content": token}
+
+
+async def relay(
+    url: str,
+    *,
+    method: str = "GET",
+    headers: Mapping[str, str] | None = None,
+    client: Any = None,
+    **request: Any,
+) -> AsyncIterator[Event]:
+    """Re-serve an upstream event stream: the same event types, ids, data and `retry`.
+
+    Yields `Event`s for `to_sse()`.  The upstream response is closed as soon as our consumer
+    leaves; an upstream status other than 200 becomes a `StreamError`.
+    """
+    import httpx
+
+    owns_client = client is None
+    client = client or httpx.AsyncClient(timeout=httpx.Timeout(10.0, read=None))
+    sent_headers = {"Accept": "text/event-stream", **(headers or {})}
+    try:
+        async with client.stream(method, url, headers=sent_headers, **request) as response:
+            if response.status_code != 200:
+                text = (await response.aread()).decode("utf-8", "replace")
+                raise StreamError(_upstream_error_message(response.status_code, text))
+            parser = EventParser()
+            last_id, retry = "", None
+            async for data in response.aiter_bytes():
+                for message in parser.feed(data):
+                    if parser.retry != retry:
+                        retry = parser.retry
+                        yield Event(retry=retry)
+                    new_id = message.last_event_id if message.last_event_id != last_id else None
+                    last_id = message.last_event_id
+                    kind = None if message.type == "message" else message.type
+                    yield Event(message.data, event=kind, id=new_id)
+    except httpx.HTTPError as exc:
+        raise StreamError(f"The upstream stream could not be read: {exc}") from exc
+    finally:
+        if owns_client:
+            await client.aclose()

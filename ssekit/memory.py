@@ -1,0 +1,250 @@
+"""Conversation memory for AI chats: the messages of one parent (e.g. `("ChatSession", id)`).
+
+```
+memory = SQLiteMemory("chat.sqlite3", parent=("ChatSession", session_id))
+memory.add_user_message(text)
+reply = memory.record(engine.stream(memory.get_messages()))   # a to_sse() source
+```
+
+`record()` passes chunks through untouched and stores the assistant's reply once, whole, when the
+stream ends; if the client left or the source failed, what was streamed is stored marked
+`partial`.  `SQLiteMemory` (stdlib `sqlite3`, WAL, safe across threads and processes) is the
+default; `RedisMemory` serves several hosts.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+from typing import Any, ClassVar, Protocol
+
+__all__ = ["ROLES", "BaseMemory", "Memory", "RedisMemory", "SQLiteMemory", "record"]
+
+#: The roles a message may have.
+ROLES = ("system", "user", "assistant")
+
+Parent = tuple[str, str]
+
+
+class Memory(Protocol):
+    """The messages of one conversation, oldest first."""
+
+    parent: Parent
+
+    def get_messages(self) -> list[dict[str, Any]]: ...
+
+    def add_message(self, role: str, content: str, *, partial: bool = False) -> None: ...
+
+    def add_user_message(self, content: str) -> None: ...
+
+    def add_assistant_message(self, content: str, *, partial: bool = False) -> None: ...
+
+    def clear(self) -> None: ...
+
+
+def _check_parent(parent: object) -> Parent:
+    if (
+        not isinstance(parent, tuple)
+        or len(parent) != 2
+        or not all(isinstance(part, str) for part in parent)
+    ):
+        raise TypeError(f"parent must be a (type, id) tuple of two str, not {parent!r}.")
+    kind, ident = parent
+    if not kind or not ident:
+        raise ValueError(f"parent type and id must be non-empty, not {parent!r}.")
+    return kind, ident
+
+
+def _check_message(role: object, content: object) -> None:
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}, not {role!r}.")
+    if not isinstance(content, str):
+        raise TypeError(f"message content must be a str, not {type(content).__name__}.")
+
+
+class BaseMemory:
+    """The parts every memory shares: validation, the role helpers, `record()`."""
+
+    def __init__(self, parent: Parent) -> None:
+        #: Whose conversation this is: (type, id), e.g. ("ChatSession", "42").
+        self.parent = _check_parent(parent)
+
+    def add_message(self, role: str, content: str, *, partial: bool = False) -> None:
+        _check_message(role, content)
+        self._store(role, content, partial)
+
+    def add_user_message(self, content: str) -> None:
+        self.add_message("user", content)
+
+    def add_assistant_message(self, content: str, *, partial: bool = False) -> None:
+        self.add_message("assistant", content, partial=partial)
+
+    def _store(self, role: str, content: str, partial: bool) -> None:
+        raise NotImplementedError
+
+    def get_messages(self) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def clear(self) -> None:
+        raise NotImplementedError
+
+    def record(self, source: Iterable[Any] | AsyncIterable[Any]) -> Any:
+        """Wrap a chunk source: chunks pass through; the reply is stored once at the end."""
+        return record(self, source)
+
+
+def _content_of(chunk: Any) -> str:
+    if isinstance(chunk, dict):
+        content = chunk.get("content")
+        return content if isinstance(content, str) else ""
+    if isinstance(chunk, str):
+        return chunk
+    return ""
+
+
+def record(memory: Memory, source: Iterable[Any] | AsyncIterable[Any]) -> Any:
+    """Pass `source`'s chunks through, storing the assistant's accumulated `content` once.
+
+    The reply is stored whole when the source is exhausted; marked partial, with what was
+    streamed, when the consumer stops early or the source fails.  A sync source gives a sync
+    generator, an async source an async one.
+    """
+    if isinstance(source, AsyncIterable):
+        return _record_async(memory, source)
+    return _record_sync(memory, source)
+
+
+def _record_sync(memory: Memory, source: Iterable[Any]) -> Iterator[Any]:
+    parts: list[str] = []
+    complete = False
+    iterator = iter(source)
+    try:
+        for chunk in iterator:
+            parts.append(_content_of(chunk))
+            yield chunk
+        complete = True
+    finally:
+        close = getattr(iterator, "close", None)
+        if callable(close):
+            close()
+        memory.add_assistant_message("".join(parts), partial=not complete)
+
+
+async def _record_async(memory: Memory, source: AsyncIterable[Any]) -> AsyncIterator[Any]:
+    parts: list[str] = []
+    complete = False
+    iterator = aiter(source)
+    try:
+        async for chunk in iterator:
+            parts.append(_content_of(chunk))
+            yield chunk
+        complete = True
+    finally:
+        aclose = getattr(iterator, "aclose", None)
+        try:
+            if callable(aclose):
+                await aclose()
+        finally:
+            memory.add_assistant_message("".join(parts), partial=not complete)
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS ssekit_messages (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    parent_type TEXT NOT NULL,
+    parent_id TEXT NOT NULL,
+    role TEXT NOT NULL,
+    content TEXT NOT NULL,
+    partial INTEGER NOT NULL DEFAULT 0,
+    created REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS ssekit_messages_parent ON ssekit_messages (parent_type, parent_id, seq);
+"""
+
+
+class SQLiteMemory(BaseMemory):
+    """Messages in a SQLite file (WAL mode): safe from many threads and processes at once.
+
+    Each operation opens its own connection with a busy timeout, so threads share nothing and
+    concurrent writers queue instead of failing; each message is one INSERT, all or nothing.
+    """
+
+    _initialised: ClassVar[set[str]] = set()  # files whose schema this process has made
+    _init_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self, path: str, parent: Parent, *, busy_timeout: float = 30.0) -> None:
+        super().__init__(parent)
+        self.path = str(path)
+        self.busy_timeout = busy_timeout
+        with self._init_lock:
+            if self.path not in self._initialised:
+                with self._connect() as connection:
+                    connection.execute("PRAGMA journal_mode=WAL")
+                    connection.executescript(_SCHEMA)
+                self._initialised.add(self.path)
+
+    def _connect(self) -> sqlite3.Connection:
+        return sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
+
+    def _run(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        connection = self._connect()
+        try:
+            with connection:  # one transaction
+                return connection.execute(sql, args).fetchall()
+        finally:
+            connection.close()
+
+    def get_messages(self) -> list[dict[str, Any]]:
+        rows = self._run(
+            "SELECT role, content, partial FROM ssekit_messages"
+            " WHERE parent_type = ? AND parent_id = ? ORDER BY seq",
+            self.parent,
+        )
+        return [_message(role, content, bool(partial)) for role, content, partial in rows]
+
+    def _store(self, role: str, content: str, partial: bool) -> None:
+        self._run(
+            "INSERT INTO ssekit_messages (parent_type, parent_id, role, content, partial, created)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (*self.parent, role, content, int(partial), time.time()),
+        )
+
+    def clear(self) -> None:
+        self._run(
+            "DELETE FROM ssekit_messages WHERE parent_type = ? AND parent_id = ?", self.parent
+        )
+
+
+def _message(role: str, content: str, partial: bool) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": role, "content": content}
+    if partial:
+        message["partial"] = True
+    return message
+
+
+class RedisMemory(BaseMemory):
+    """Messages in a Redis list per parent, for deployments on several hosts (`redis` extra)."""
+
+    def __init__(self, url: str, parent: Parent, *, prefix: str = "ssekit:memory:") -> None:
+        super().__init__(parent)
+        import redis
+
+        self._client = redis.Redis.from_url(url)
+        kind, ident = self.parent
+        self.key = f"{prefix}{len(kind)}:{kind}:{ident}"
+
+    def get_messages(self) -> list[dict[str, Any]]:
+        raw: Any = self._client.lrange(self.key, 0, -1)
+        return [json.loads(item) for item in raw]
+
+    def _store(self, role: str, content: str, partial: bool) -> None:
+        self._client.rpush(self.key, json.dumps(_message(role, content, partial)))
+
+    def clear(self) -> None:
+        self._client.delete(self.key)
+
+    def close(self) -> None:
+        self._client.close()
