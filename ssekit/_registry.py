@@ -51,6 +51,7 @@ class StreamRegistry:
         self.retry = DEFAULT_SHUTDOWN_RETRY_MS if retry is None else retry
         self._streams: set[SSEStream] = set()
         self._lock = threading.RLock()  # re-entrant: a signal handler may interrupt a holder
+        self._emptied = threading.Condition(self._lock)
         self._previous_handlers: dict[int, _SignalHandler] = {}
 
     def add(self, stream: SSEStream) -> None:
@@ -62,6 +63,17 @@ class StreamRegistry:
         """Forget a stream that has ended."""
         with self._lock:
             self._streams.discard(stream)
+            if not self._streams:
+                self._emptied.notify_all()
+
+    def wait_closed(self, timeout: float | None = None) -> bool:
+        """Block until every tracked stream has ended (at most `timeout` s); False on timeout.
+
+        For WSGI servers whose request threads are daemons: after `close_all()`, give them the
+        moment they need to write the farewell before the process exits.
+        """
+        with self._emptied:
+            return self._emptied.wait_for(lambda: not self._streams, timeout)
 
     def __len__(self) -> int:
         return len(self._streams)
@@ -122,20 +134,27 @@ class StreamRegistry:
                 signal.raise_signal(sig)
 
     @contextlib.contextmanager
-    def serving(self) -> Iterator[StreamRegistry]:
-        """While inside, signals end the streams first; on exit, end any still open."""
+    def serving(self, *, drain: float = 5.0) -> Iterator[StreamRegistry]:
+        """While inside, signals end the streams first; on exit, end any still open.
+
+        On exit it also waits up to `drain` seconds for the streams to write their farewell
+        (WSGI servers' request threads are daemons that die with the process).
+        """
         self.install_signal_handlers()
         try:
             yield self
         finally:
             self.close_all()
             self.restore_signal_handlers()
+            if drain:
+                self.wait_closed(drain)
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: object = None) -> AsyncIterator[dict[str, Any]]:
         """An ASGI lifespan (Starlette, FastAPI): `Starlette(lifespan=registry.lifespan)`.
 
-        Its state makes the registry available to every `SSEResponse` of the app.
+        Its state makes the registry available to every `SSEResponse` of the app.  (ASGI
+        servers finish open responses before the lifespan ends, so there is nothing to drain.)
         """
-        with self.serving():
+        with self.serving(drain=0):
             yield {STATE_KEY: self}
