@@ -1,0 +1,385 @@
+"""Real WSGI servers for end-to-end tests, and what the tests need to talk to them.
+
+- `werkzeug_server(app)`: werkzeug's threaded development server in a thread, on a free port.
+- `gunicorn_server(target, worker_class, ...)`: gunicorn in a subprocess (`python -m gunicorn`)
+  on a free port, `--chdir` to the tests directory so `apps.*` is importable; ready once
+  `/health` answers, stopped with SIGTERM.
+- `serve(name, ...)`: either of them, as a `Server` (what the module-scoped fixtures yield).
+- `EventLog`: the file a gunicorn-served source reports to (see `apps`), polled with a deadline.
+- `SSEReader`: reads an httpx streaming response event by event, keeping the raw bytes.
+- The checks and measurements both adapter test modules share: `assert_sse_headers`,
+  `measure_disconnects`, `measure_first_bytes`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from apps import EVENTS_ENV
+from werkzeug.serving import make_server
+
+from ssekit import EventParser, MessageEvent
+
+#: The directory gunicorn runs in, so that `apps.wsgi_app` and `apps.flask_app` import.
+TESTS_DIR = Path(__file__).resolve().parent
+#: How long a server may take to start or to stop (far more than it needs).
+START_DEADLINE = 30.0
+STOP_DEADLINE = 15.0
+#: How often polling helpers look again.
+POLL_INTERVAL = 0.02
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    """Poll `condition` until it holds; fail with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} (waited {timeout} s)")
+        time.sleep(POLL_INTERVAL)
+
+
+class EventLog:
+    """The lines `<kind> <tag> <unix time>` that the test apps' sources append to a file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.touch()
+
+    def entries(self) -> list[tuple[str, str, float]]:
+        """Every complete line so far (one being written is left for the next look)."""
+        found = []
+        for line in self.path.read_text(encoding="utf-8").split("\n")[:-1]:
+            kind, tag, stamp = line.split(" ")
+            found.append((kind, tag, float(stamp)))
+        return found
+
+    def find(self, kind: str, tag: str) -> float | None:
+        """When `kind` was logged for `tag` (unix time), or None if it has not been."""
+        for found_kind, found_tag, stamp in self.entries():
+            if (found_kind, found_tag) == (kind, tag):
+                return stamp
+        return None
+
+    def wait_for(self, kind: str, tag: str, timeout: float = 10.0) -> float:
+        """Poll until `kind` is logged for `tag`; return its time, or fail after `timeout` s."""
+        deadline = time.monotonic() + timeout
+        while True:
+            stamp = self.find(kind, tag)
+            if stamp is not None:
+                return stamp
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{kind!r} was not logged for {tag!r} within {timeout} s")
+            time.sleep(POLL_INTERVAL)
+
+
+class SSEReader:
+    """Reads an open httpx streaming response: events as parsed by `EventParser`, raw bytes."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.response = response
+        self.parser = EventParser()
+        self.raw = b""
+        self._chunks = response.iter_bytes()
+        self._pending: list[MessageEvent] = []
+
+    def next_chunk(self) -> bytes:
+        """The next bytes the server sent (as they arrived); AssertionError at the end."""
+        try:
+            chunk = next(self._chunks)
+        except StopIteration:
+            raise AssertionError(f"the stream ended; it sent {self.raw!r}") from None
+        self.raw += chunk
+        self._pending.extend(self.parser.feed(chunk))
+        return chunk
+
+    def events(self, n: int) -> list[MessageEvent]:
+        """The next `n` events (reads are bounded by the client's read timeout)."""
+        while len(self._pending) < n:
+            self.next_chunk()
+        taken, self._pending = self._pending[:n], self._pending[n:]
+        return taken
+
+    def rest(self) -> list[MessageEvent]:
+        """Every event until the server ends the response."""
+        for chunk in self._chunks:
+            self.raw += chunk
+            self._pending.extend(self.parser.feed(chunk))
+        taken, self._pending = self._pending, []
+        return taken
+
+
+@dataclass
+class Server:
+    """A running server as the tests see it."""
+
+    #: "werkzeug", or the gunicorn worker class.
+    name: str
+    url: str
+    events: EventLog
+    #: The server's stderr so far (gunicorn only).
+    stderr: Callable[[], str] = field(default=lambda: "")
+
+
+@contextlib.contextmanager
+def werkzeug_server(app: Any) -> Iterator[str]:
+    """Serve `app` with werkzeug's threaded server in a thread; yield its base URL."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="werkzeug-server"
+    )
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(STOP_DEADLINE)
+        assert not thread.is_alive(), "werkzeug's server thread did not stop"
+
+
+class Gunicorn:
+    """gunicorn in a subprocess: one worker of `worker_class`, its stderr in a file."""
+
+    def __init__(
+        self,
+        target: str,
+        worker_class: str,
+        *,
+        workdir: Path,
+        env: Mapping[str, str] | None = None,
+        threads: int = 16,
+    ) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.stderr_path = workdir / f"gunicorn-{worker_class}-{self.port}.stderr"
+        command = [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--bind",
+            f"127.0.0.1:{self.port}",
+            "--worker-class",
+            worker_class,
+            "--workers",
+            "1",
+            "--chdir",
+            str(TESTS_DIR),
+            "--graceful-timeout",
+            "5",
+            "--log-level",
+            "warning",
+        ]
+        if worker_class == "gthread":
+            command += ["--threads", str(threads)]
+        command.append(target)
+        self._stderr = self.stderr_path.open("wb")
+        self.process = subprocess.Popen(
+            command,
+            stdout=subprocess.DEVNULL,
+            stderr=self._stderr,
+            env={**os.environ, **(env or {})},
+            cwd=TESTS_DIR,  # `-m` puts the working directory first on sys.path
+        )
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(encoding="utf-8", errors="replace")
+
+    def wait_ready(self) -> None:
+        """Poll `/health` until it answers 200; fail if gunicorn exits or the deadline passes."""
+        deadline = time.monotonic() + START_DEADLINE
+        with httpx.Client(timeout=2.0) as client:
+            while True:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"gunicorn exited early:\n{self.stderr()}")
+                with contextlib.suppress(httpx.TransportError):
+                    if client.get(f"{self.url}/health").status_code == 200:
+                        return
+                if time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"gunicorn did not start in {START_DEADLINE} s:\n{self.stderr()}"
+                    )
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        """SIGTERM, then wait (SIGKILL if it will not go)."""
+        try:
+            if self.process.poll() is None:
+                self.process.send_signal(signal.SIGTERM)
+                try:
+                    self.process.wait(STOP_DEADLINE)
+                except subprocess.TimeoutExpired:
+                    self.process.kill()
+                    self.process.wait(STOP_DEADLINE)
+                    raise AssertionError(
+                        f"gunicorn did not stop on SIGTERM within {STOP_DEADLINE} s"
+                    ) from None
+        finally:
+            self._stderr.close()
+
+
+@contextlib.contextmanager
+def gunicorn_server(
+    target: str,
+    worker_class: str,
+    *,
+    workdir: Path,
+    env: Mapping[str, str] | None = None,
+) -> Iterator[Gunicorn]:
+    """Run gunicorn serving `target` (e.g. "apps.flask_app:create_app()") until the block ends."""
+    server = Gunicorn(target, worker_class, workdir=workdir, env=env)
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop()
+
+
+#: The servers every end-to-end WSGI test runs under (a module-scoped fixture parameter).
+SERVERS = [
+    "werkzeug",
+    "gthread",
+    pytest.param(
+        "gevent",
+        marks=pytest.mark.skipif(
+            importlib.util.find_spec("gevent") is None,
+            reason="gunicorn's gevent worker needs gevent",
+        ),
+    ),
+]
+
+
+@contextlib.contextmanager
+def serve(
+    name: str, target: str, create_app: Callable[[str], Any], workdir: Path
+) -> Iterator[Server]:
+    """Serve an app under `name`: "werkzeug" in-process (`create_app(log)`), else gunicorn
+    with that worker class (`target`, the log path in the environment)."""
+    events = EventLog(workdir / "events.log")
+    if name == "werkzeug":
+        app = create_app(str(events.path))
+        with werkzeug_server(app) as url:
+            yield Server(name, url, events)
+        return
+    env = {EVENTS_ENV: str(events.path)}
+    with gunicorn_server(target, name, workdir=workdir, env=env) as gunicorn:
+        yield Server(name, gunicorn.url, events, stderr=gunicorn.stderr)
+
+
+# -- what both adapter test modules check and measure ----------------------------------------
+
+#: What every stream starts with.
+PREAMBLE = b": ok\n\n"
+#: The headers of every stream (names in lower case).
+SSE_HEADERS = {
+    "content-type": "text/event-stream; charset=utf-8",
+    "cache-control": "no-cache",
+    "x-accel-buffering": "no",
+}
+#: One disconnect trial per entry: the client closes this long after the first event, so the
+#: close falls at different points of the heartbeat (or tick) period.
+PHASES = (0.0, 0.35, 0.7)
+
+
+def client() -> httpx.Client:
+    """An httpx client whose reads give up after 10 s (streams send a heartbeat every 1 s)."""
+    return httpx.Client(timeout=httpx.Timeout(10.0))
+
+
+def new_tag() -> str:
+    return uuid.uuid4().hex
+
+
+def assert_sse_headers(response: httpx.Response) -> None:
+    """The SSE headers, no Content-Length, and at most the server's own Connection header."""
+    for name, value in SSE_HEADERS.items():
+        assert response.headers.get(name) == value, name
+    assert "content-length" not in response.headers
+    # werkzeug and gunicorn add a Connection header of their own; ours would make a second
+    # (werkzeug) or be dropped (gunicorn): the in-process tests check what the app hands over.
+    assert len(response.headers.get_list("connection")) <= 1
+
+
+def sync_worker_warnings(stderr: str) -> list[str]:
+    """The lines ssekit logged about gunicorn's sync worker (not the RuntimeWarning copies)."""
+    return [
+        line
+        for line in stderr.splitlines()
+        if "gunicorn's sync worker" in line and "RuntimeWarning" not in line
+    ]
+
+
+def report(what: str, figures: list[float], unit: str = "s") -> None:
+    """Print measured figures (shown with `pytest -s` or `-rP`)."""
+    scale = 1000.0 if unit == "ms" else 1.0
+    shown = [round(f * scale, 3) for f in figures]
+    print(
+        f"\n{what}: median {statistics.median(figures) * scale:.3f} {unit}, "
+        f"max {max(figures) * scale:.3f} {unit}, samples {shown}"
+    )
+
+
+def measure_disconnects(server: Server, kind: str, *, bound: float) -> list[float]:
+    """Open a `/hold` stream per phase, read "ready", close it; return each close-to-finally time.
+
+    The streams overlap on the server (it notices a client left only at its next write), except
+    for async sources under gevent, which are measured one at a time: see
+    `test_concurrent_async_sources`.
+    """
+    one_at_a_time = server.name == "gevent" and kind == "async"
+    closed_at: dict[str, float] = {}
+    latencies: list[float] = []
+    with client() as http:
+        for offset in PHASES:
+            tag = new_tag()
+            with http.stream("GET", f"{server.url}/hold?kind={kind}&tag={tag}") as response:
+                assert response.status_code == 200
+                assert [e.data for e in SSEReader(response).events(1)] == ["ready"]
+                time.sleep(offset)  # not a wait for anything: it shifts the close in the period
+            closed_at[tag] = time.time()
+            if one_at_a_time:
+                latencies.append(server.events.wait_for("closed", tag, bound) - closed_at[tag])
+    if not one_at_a_time:
+        latencies = [
+            server.events.wait_for("closed", tag, bound) - closed_at[tag] for tag in closed_at
+        ]
+    return latencies
+
+
+def measure_first_bytes(server: Server, path: str) -> tuple[float, float, bytes]:
+    """GET `path`; return the seconds until the headers and until the preamble, and the bytes
+    received by then."""
+    with client() as http:
+        start = time.monotonic()
+        with http.stream("GET", f"{server.url}{path}") as response:
+            headers_after = time.monotonic() - start
+            assert response.status_code == 200
+            assert_sse_headers(response)
+            reader = SSEReader(response)
+            while len(reader.raw) < len(PREAMBLE):
+                reader.next_chunk()
+            preamble_after = time.monotonic() - start
+    return headers_after, preamble_after, reader.raw
