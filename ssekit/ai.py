@@ -213,6 +213,13 @@ async def relay(
                     last_id = message.last_event_id
                     kind = None if message.type == "message" else message.type
                     yield Event(message.data, event=kind, id=new_id)
+                # A `retry:` or an `id:` in a block without data dispatches no event: pass it on.
+                if parser.retry != retry:
+                    retry = parser.retry
+                    yield Event(retry=retry)
+                if parser.last_event_id != last_id:
+                    last_id = parser.last_event_id
+                    yield Event(id=last_id)
     except httpx.HTTPError as exc:
         raise StreamError(f"The upstream stream could not be read: {exc}") from exc
     finally:

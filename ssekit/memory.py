@@ -109,12 +109,18 @@ def record(memory: Memory, source: Iterable[Any] | AsyncIterable[Any]) -> Any:
     """Pass `source`'s chunks through, storing the assistant's accumulated `content` once.
 
     The reply is stored whole when the source is exhausted; marked partial, with what was
-    streamed, when the consumer stops early or the source fails.  A sync source gives a sync
+    streamed, when the consumer stops early or the source fails (nothing, if nothing was).  A sync source gives a sync
     generator, an async source an async one.
     """
     if isinstance(source, AsyncIterable):
         return _record_async(memory, source)
     return _record_sync(memory, source)
+
+
+def _store_reply(memory: Memory, text: str, complete: bool) -> None:
+    # A reply cut off before its first token leaves nothing worth a message in the history.
+    if complete or text:
+        memory.add_assistant_message(text, partial=not complete)
 
 
 def _record_sync(memory: Memory, source: Iterable[Any]) -> Iterator[Any]:
@@ -130,7 +136,7 @@ def _record_sync(memory: Memory, source: Iterable[Any]) -> Iterator[Any]:
         close = getattr(iterator, "close", None)
         if callable(close):
             close()
-        memory.add_assistant_message("".join(parts), partial=not complete)
+        _store_reply(memory, "".join(parts), complete)
 
 
 async def _record_async(memory: Memory, source: AsyncIterable[Any]) -> AsyncIterator[Any]:
@@ -148,7 +154,7 @@ async def _record_async(memory: Memory, source: AsyncIterable[Any]) -> AsyncIter
             if callable(aclose):
                 await aclose()
         finally:
-            memory.add_assistant_message("".join(parts), partial=not complete)
+            _store_reply(memory, "".join(parts), complete)
 
 
 _SCHEMA = """

@@ -141,7 +141,10 @@ def create_app(
 
     async def ask(request: Request) -> Response:
         question = request.query_params.get("q", "hello")
-        memory = replies.memory(_session(request.query_params.get("session", "curl")))
+        try:
+            memory = replies.memory(_session(request.query_params.get("session", "curl")))
+        except ValueError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
         memory.add_user_message(question)
         source = memory.record(engine.stream(memory.get_messages()))
         return SSEResponse(source, end=Event("[DONE]", event="done"), heartbeat=10)

@@ -1,0 +1,163 @@
+"""`python -m ssekit demo`, the README's first command, run as a process of its own.
+
+It must come up, answer `GET /api/ask?q=hello` (what `curl -N` reads) with its first event within
+a second of the request, and stop promptly on SIGINT (Ctrl+C), even with a stream open: the
+open reply ends (its partial text is kept) instead of holding the server.  Measured figures are
+printed (`pytest -s`).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from asgi_servers import StreamReader
+
+from ssekit.ai import DemoEngine
+from ssekit.memory import SQLiteMemory
+
+pytestmark = pytest.mark.timeout(60)
+
+#: How long the process may take to start listening, and to exit (far more than it needs).
+START_DEADLINE = 30.0
+EXIT_DEADLINE = 10.0
+#: The issue's criterion: the first event within a second of the request.
+FIRST_EVENT_LIMIT = 1.0
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class DemoProcess:
+    """`python -m ssekit demo --port P --db D` started in `directory`."""
+
+    def __init__(self, directory: Path, *args: str) -> None:
+        self.port = free_port()
+        self.database = directory / "demo.sqlite3"
+        self.url = f"http://127.0.0.1:{self.port}"
+        command = [sys.executable, "-m", "ssekit", "demo", "--port", str(self.port)]
+        command += ["--db", str(self.database), *args]
+        self.process = subprocess.Popen(
+            command, cwd=directory, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+
+    def wait_listening(self) -> float:
+        """Wait until the port accepts connections; return how long that took from now."""
+        started = time.monotonic()
+        deadline = started + START_DEADLINE
+        while True:
+            if self.process.poll() is not None:
+                raise AssertionError(f"the demo exited at start:\n{self.output()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    return time.monotonic() - started
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise AssertionError("the demo did not listen in time") from None
+                time.sleep(0.05)
+
+    def interrupt(self) -> float:
+        """SIGINT, as Ctrl+C sends; return how long the process took to exit."""
+        sent = time.monotonic()
+        self.process.send_signal(signal.SIGINT)
+        self.process.wait(EXIT_DEADLINE)
+        return time.monotonic() - sent
+
+    def output(self) -> str:
+        if self.process.poll() is None:
+            return "(still running)"
+        assert self.process.stdout is not None
+        return self.process.stdout.read().decode("utf-8", "replace")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(EXIT_DEADLINE)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+
+
+@pytest.fixture
+def start_demo(tmp_path: Path) -> Iterator[Callable[..., DemoProcess]]:
+    """Starts demo processes in `tmp_path`; kills any still running after the test."""
+    started: list[DemoProcess] = []
+
+    def start(*args: str) -> DemoProcess:
+        demo = DemoProcess(tmp_path, *args)
+        started.append(demo)
+        return demo
+
+    yield start
+    for demo in started:
+        demo.stop()
+
+
+def test_the_demo_streams_its_first_event_within_a_second(
+    start_demo: Callable[..., DemoProcess],
+) -> None:
+    """The demo comes up; `GET /api/ask?q=hello` is an event stream whose first event arrives
+    within 1 s of the request, whose messages make the demo engine's reply, ending with a `done`
+    event; SIGINT then stops the process promptly, with exit status 0."""
+    demo = start_demo()
+    startup = demo.wait_listening()
+    with httpx.Client(timeout=10) as client:
+        requested = time.monotonic()
+        with client.stream("GET", f"{demo.url}/api/ask?q=hello") as response:
+            assert response.status_code == 200
+            assert response.headers["content-type"] == "text/event-stream; charset=utf-8"
+            reader = StreamReader(response)
+            first = reader.events(1)
+            first_event = time.monotonic() - requested
+            events = first + reader.rest()
+    assert [event.type for event in events[:-1]] == ["message"] * (len(events) - 1)
+    reply = "".join(json.loads(event.data)["content"] for event in events[:-1])
+    assert reply == DemoEngine().answer([{"role": "user", "content": "hello"}])
+    assert (events[-1].type, events[-1].data) == ("done", "[DONE]")
+    took = demo.interrupt()
+    print(
+        f"\ndemo process: listening after {startup * 1000:.0f} ms, first event "
+        f"{first_event * 1000:.1f} ms after the request, exit {took * 1000:.0f} ms after SIGINT"
+    )
+    assert first_event < FIRST_EVENT_LIMIT
+    assert demo.process.returncode == 0, demo.output()
+    assert f"ssekit demo on {demo.url}/" in demo.output()
+
+
+def test_sigint_with_a_stream_open_ends_it_and_exits_promptly(
+    start_demo: Callable[..., DemoProcess],
+) -> None:
+    """A slow reply (0.5 s per token, ~18 s in all) is streaming when SIGINT arrives: the stream
+    ends at once (the client's response finishes), the process exits well before the reply
+    would have, with status 0, and what was streamed is kept as a partial reply."""
+    demo = start_demo("--delay", "0.5")
+    demo.wait_listening()
+    with (
+        httpx.Client(timeout=10) as client,
+        client.stream("GET", f"{demo.url}/api/ask?q=hello") as response,
+    ):
+        reader = StreamReader(response)
+        received = [json.loads(event.data)["content"] for event in reader.events(2)]
+        took = demo.interrupt()
+        rest = reader.rest()
+    print(f"\ndemo process with a stream open: exit {took * 1000:.0f} ms after SIGINT")
+    assert took < EXIT_DEADLINE
+    assert demo.process.returncode == 0, demo.output()
+    assert all(event.type == "message" for event in rest)
+    received += [json.loads(event.data)["content"] for event in rest]
+    messages = SQLiteMemory(str(demo.database), parent=("ChatSession", "curl")).get_messages()
+    assert messages[0] == {"role": "user", "content": "hello"}
+    assert messages[1]["partial"] is True
+    assert messages[1]["content"].startswith("".join(received))
+    assert len(messages) == 2
