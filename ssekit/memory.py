@@ -109,8 +109,8 @@ def record(memory: Memory, source: Iterable[Any] | AsyncIterable[Any]) -> Any:
     """Pass `source`'s chunks through, storing the assistant's accumulated `content` once.
 
     The reply is stored whole when the source is exhausted; marked partial, with what was
-    streamed, when the consumer stops early or the source fails (nothing, if nothing was).  A sync source gives a sync
-    generator, an async source an async one.
+    streamed, when the consumer stops early or the source fails (nothing, if nothing was).
+    A sync source gives a sync generator, an async source an async one.
     """
     if isinstance(source, AsyncIterable):
         return _record_async(memory, source)
