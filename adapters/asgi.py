@@ -35,6 +35,11 @@ Send = Callable[[Message], Awaitable[None]]
 
 #: Seconds one write may take before the client is deemed gone (it stopped reading).
 DEFAULT_SEND_TIMEOUT = 60.0
+#: Seconds a stream may keep writing without letting the event loop run.  A server's `send()`
+#: rarely suspends, and uvicorn learns that a client left (and then ignores sends) only when the
+#: loop runs: a source that keeps up with the writes would otherwise hold the loop, and go on
+#: producing for nobody, until it happened to fall behind.
+MAX_BUSY_SECONDS = 0.005
 
 _SSE_RAW_HEADERS = [(name.lower().encode(), value.encode()) for name, value in SSE_HEADERS]
 
@@ -70,7 +75,8 @@ async def serve_stream(
         await stream.aclose()
         await send({"type": "http.response.body", "body": b"", "more_body": False})
         return
-    registry = registry or registry_of(scope)
+    if registry is None:  # not `registry or ...`: an empty registry is falsy (it has __len__)
+        registry = registry_of(scope)
     if registry is not None:
         registry.add(stream)
     loop = asyncio.get_running_loop()
@@ -90,31 +96,63 @@ async def serve_stream(
         await _send_quietly(send, {"type": "http.response.body", "body": b"", "more_body": False})
 
 
+class _SendWatchdog:
+    """Cancels the pump when one send has been stuck for `timeout` seconds.
+
+    One timer per stream, checking a timestamp, rather than a timer armed and cancelled around
+    every write (which cost more than the write itself).
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any], timeout: float):
+        self.loop = loop
+        self.task = task
+        self.timeout = timeout
+        #: When the send under way started, or None between sends.
+        self.sending_since: float | None = None
+        self.fired = False
+        self._timer = loop.call_later(timeout / 4, self._check)
+
+    def _check(self) -> None:
+        since = self.sending_since
+        if since is not None and self.loop.time() - since >= self.timeout:
+            self.fired = True
+            self.task.cancel()
+            return
+        self._timer = self.loop.call_later(self.timeout / 4, self._check)
+
+    def stop(self) -> None:
+        self._timer.cancel()
+
+
 async def _pump(stream: SSEStream, send: Send, send_timeout: float | None) -> bool:
     """Write the stream; True if it ended by itself, False if the client went away."""
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     assert task is not None
-    watchdog: asyncio.TimerHandle | None = None
+    watchdog = _SendWatchdog(loop, task, send_timeout) if send_timeout is not None else None
+    busy_until = loop.time() + MAX_BUSY_SECONDS
     try:
         async for data in stream:
-            if send_timeout is not None:
-                watchdog = loop.call_later(send_timeout, task.cancel)
+            if watchdog is not None:
+                watchdog.sending_since = loop.time()
             try:
                 await send({"type": "http.response.body", "body": data, "more_body": True})
             except OSError:
                 return False  # a server that reports a vanished client by failing the send
             if watchdog is not None:
-                watchdog.cancel()
+                watchdog.sending_since = None
+            if loop.time() >= busy_until:
+                await asyncio.sleep(0)
+                busy_until = loop.time() + MAX_BUSY_SECONDS
         return True
     except asyncio.CancelledError:
-        if watchdog is not None and watchdog.when() <= loop.time():
+        if watchdog is not None and watchdog.fired:
             logger.info("ssekit: a client stopped reading for %s s; dropping it", send_timeout)
             return False
         raise
     finally:
         if watchdog is not None:
-            watchdog.cancel()
+            watchdog.stop()
         await stream.aclose()
 
 

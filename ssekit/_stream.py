@@ -18,6 +18,7 @@ import inspect
 import logging
 import threading
 import time
+import traceback
 from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
@@ -309,7 +310,7 @@ def _pump_sync(source: Iterable[Any], handoff: Handoff) -> None:
         pass  # the consumer left
     except Exception as exc:
         handoff.finish(exc)
-    except BaseException as exc:  # e.g. SystemExit in the source: re-raised by the consumer
+    except BaseException as exc:  # e.g. SystemExit in the source: reported like an error
         handoff.finish(exc)
     else:
         handoff.finish()
@@ -363,12 +364,19 @@ async def _pump_async(source: AsyncIterable[Any], handoff: Handoff) -> None:
                 loop.call_soon(hand_over_on_pause)
             if len(batch) >= ASYNC_BATCH:
                 hand_over()
-                if handoff.full:
-                    await handoff.wait_for_room()
+            # Checked for every chunk: a source that pauses between chunks has them handed over
+            # on each pause, never in a full batch, and must be held back all the same.
+            if handoff.full:
+                await handoff.wait_for_room()
         hand_over()
     except ChannelClosed:
         pass
-    except asyncio.CancelledError:
+    except asyncio.CancelledError as exc:
+        # The cancelled task keeps this traceback in a reference cycle, and with it the frames
+        # of a source the cancellation ended: a wrapper that does not close the iterator it
+        # wraps (FastAPI's, around a generator endpoint) would leave that one alive, unclosed,
+        # until the cyclic GC ran.  Cleared, the wrapped iterator is finalized at once.
+        traceback.clear_frames(exc.__traceback__)
         raise
     except Exception as exc:
         with contextlib.suppress(ChannelClosed):
