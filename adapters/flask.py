@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextvars
 import functools
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, TypeVar
+from typing import Any, overload
 
 from flask import Flask, Request, Response, current_app, request
 
@@ -36,7 +36,6 @@ from ssekit.broker import Broker, SlowPolicy, TooManySubscribers
 __all__ = ["broker_view", "init_app", "last_event_id", "registry", "sse", "sse_response"]
 
 _EXTENSION = "ssekit"
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 def init_app(app: Flask, registry: StreamRegistry | None = None) -> StreamRegistry:
@@ -99,21 +98,32 @@ def sse_response(
     return response
 
 
-def sse(view: F | None = None, **options: Any) -> Any:
+View = Callable[..., Any]
+
+
+@overload
+def sse(view: View, /) -> Callable[..., Response]: ...
+
+
+@overload
+def sse(view: None = None, /, **options: Any) -> Callable[[View], Callable[..., Response]]: ...
+
+
+def sse(view: View | None = None, /, **options: Any) -> Any:
     """Turn a view that returns (or is) a source into a stream response: `@sse` or `@sse(...)`.
 
     A view that returns a `Response` (a redirect, an error) is passed through untouched.
     """
 
-    def decorate(view: F) -> F:
+    def decorate(view: View) -> Callable[..., Response]:
         @functools.wraps(view)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
+        def wrapper(*args: Any, **kwargs: Any) -> Response:
             result = view(*args, **kwargs)
             if isinstance(result, Response):
                 return result
             return sse_response(result, **options)
 
-        return wrapper  # type: ignore[return-value]
+        return wrapper
 
     if view is not None:
         return decorate(view)
