@@ -186,7 +186,11 @@ class SSEStream:
             self._sync_gen.close()
         if self.state is not StreamState.CLOSED:  # never started its source (not even aiter'd)
             self.state = StreamState.CLOSED
-            _close_unstarted(self._source)
+            aclose = getattr(self._source, "aclose", None)
+            if callable(aclose) and not isinstance(self._source, HandoffSource):
+                await aclose()  # an async source holding resources releases them too
+            else:
+                _close_unstarted(self._source)
 
     async def _run_async(self) -> AsyncGenerator[bytes, None]:
         handoff, producer = self._start_producer_for_async()
@@ -211,6 +215,11 @@ class SSEStream:
             self.state = StreamState.CLOSED
             handoff.close()
             if producer is not None:
+                if not producer.done():
+                    # Let a task that has not run yet start, so that its source is opened and
+                    # then closed (a task cancelled before it starts never runs its finally).
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await asyncio.sleep(0)
                 producer.cancel()
                 # Cancelled again while closing (anyio cancels by scope)? The task ends anyway.
                 with contextlib.suppress(asyncio.CancelledError):

@@ -612,3 +612,43 @@ def test_finished_streams_leave_no_threads(threads_back: Callable[[], None]) -> 
         list(to_sse(agen()))
         run(main)
     threads_back()
+
+
+class _AsyncResource:
+    """An async iterator holding a resource that only `aclose()` releases."""
+
+    def __init__(self) -> None:
+        self.closed = False
+
+    def __aiter__(self) -> _AsyncResource:
+        return self
+
+    async def __anext__(self) -> str:
+        return "chunk"
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+def test_aclose_before_iterating_awaits_the_async_sources_aclose() -> None:
+    """A stream never iterated (a HEAD request) still releases an async source's resources."""
+    source = _AsyncResource()
+
+    async def main() -> None:
+        await to_sse(source).aclose()
+
+    asyncio.run(main())
+    assert source.closed
+
+
+def test_stream_closed_right_after_opening_closes_the_async_source() -> None:
+    """Closing after the preamble, before the producer task ran, still closes the source."""
+    source = _AsyncResource()
+
+    async def main() -> None:
+        iterator = to_sse(source, heartbeat=None).__aiter__()
+        assert (await iterator.__anext__()).startswith(b": ok")
+        await iterator.aclose()  # type: ignore[attr-defined]
+
+    asyncio.run(main())
+    assert source.closed

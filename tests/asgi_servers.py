@@ -1,0 +1,224 @@
+"""A real uvicorn server for end-to-end tests of the ASGI adapters, and what the tests share.
+
+- `uvicorn_server(app)`: uvicorn serving `app` on 127.0.0.1, on a port the OS picks, in a thread
+  of its own; yields the base URL and stops the server (and joins its thread) when the block ends.
+- `Probe` / `Probes`: what a test source reports (it started, its `finally` ran, when), to wait
+  on with a deadline from the test thread; one probe per request, by tag.
+- `ticks()` / `aticks()`: endless sync and async sources that report to a probe.
+- `SAMPLE_CHUNKS` / `SAMPLE_EVENTS`: chunks of every kind and the events a client must parse.
+- `StreamReader`: reads an httpx streaming response chunk by chunk, parsing events as they come.
+- `wait_until()`: poll a condition with a deadline.
+- `latency_summary()`: median and maximum of measured figures, for printing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import statistics
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import httpx
+import uvicorn
+
+from ssekit import Event, EventParser, MessageEvent
+
+#: How long a server may take to start or to stop (far more than it needs).
+START_DEADLINE = 15.0
+STOP_DEADLINE = 15.0
+#: How long a test waits for something that should happen "at once" (far more than it needs).
+DEADLINE = 5.0
+
+
+@contextlib.contextmanager
+def uvicorn_server(app: Any, **config: Any) -> Iterator[str]:
+    """Serve `app` with uvicorn in a background thread; yield its base URL (`http://127.0.0.1:N`).
+
+    The port is chosen by the OS (port 0).  Signal handlers are not installed (uvicorn only does
+    that on the main thread).  On exit the server is asked to stop (`should_exit`) and its thread
+    is joined; open streams should be closed by then (uvicorn waits for them, at most
+    `timeout_graceful_shutdown` seconds, before it cancels them).
+    """
+    settings: dict[str, Any] = {
+        "host": "127.0.0.1",
+        "port": 0,
+        "log_config": None,  # leave the test process's logging alone
+        "log_level": "warning",
+        "access_log": False,
+        "timeout_graceful_shutdown": 5,
+        **config,
+    }
+    server = uvicorn.Server(uvicorn.Config(app, **settings))
+    thread = threading.Thread(target=server.run, name="uvicorn-server", daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + START_DEADLINE
+        while not server.started:
+            if not thread.is_alive():
+                raise RuntimeError("uvicorn exited before it started serving")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"uvicorn did not start within {START_DEADLINE} s")
+            time.sleep(0.01)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(STOP_DEADLINE)
+        assert not thread.is_alive(), f"uvicorn did not stop within {STOP_DEADLINE} s"
+
+
+class Probe:
+    """What a source reports from its thread or task: started, items produced, finally ran."""
+
+    def __init__(self) -> None:
+        self.started = threading.Event()
+        self.closed = threading.Event()
+        #: `time.monotonic()` when the source's `finally` ran.
+        self.closed_at: float | None = None
+        #: Whatever the source wants to record (e.g. the Last-Event-ID it was given).
+        self.seen: list[Any] = []
+        #: How many chunks the source has produced, for sources that count them.
+        self.produced = 0
+        #: Set by the test to let a source that waits for it go on.
+        self.release = threading.Event()
+
+    def close(self) -> None:
+        """Call it in the source's `finally`."""
+        self.closed_at = time.monotonic()
+        self.closed.set()
+
+    def wait_closed(self, timeout: float = DEADLINE) -> float:
+        """Wait until the source's `finally` has run; return when it ran (monotonic seconds)."""
+        assert self.closed.wait(timeout), f"the source was not closed within {timeout} s"
+        assert self.closed_at is not None
+        return self.closed_at
+
+
+class Probes:
+    """One `Probe` per tag (e.g. the `tag` query parameter of a request), created on first use."""
+
+    def __init__(self) -> None:
+        self._probes: dict[str, Probe] = {}
+        self._lock = threading.Lock()
+
+    def __getitem__(self, tag: str) -> Probe:
+        with self._lock:
+            return self._probes.setdefault(tag, Probe())
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._probes)
+
+
+def ticks(probe: Probe, interval: float | None = None) -> Iterator[int]:
+    """Yield 0, 1, 2... forever, blocking `interval` s in `next()` after each (None: never)."""
+    probe.started.set()
+    try:
+        n = 0
+        while True:
+            yield n
+            n += 1
+            if interval is not None:
+                time.sleep(interval)
+    finally:
+        probe.close()
+
+
+async def aticks(probe: Probe, interval: float | None = None) -> AsyncIterator[int]:
+    """Yield 0, 1, 2... forever, awaiting `interval` s after each (None: never suspends)."""
+    probe.started.set()
+    try:
+        n = 0
+        while True:
+            yield n
+            n += 1
+            if interval is not None:
+                await asyncio.sleep(interval)
+    finally:
+        probe.close()
+
+
+#: Chunks of every kind a source may yield...
+SAMPLE_CHUNKS: list[Any] = [
+    "hello",
+    {"n": 1, "text": "café ☕", "list": [1, 2.5, None]},
+    Event("line 1\nline 2\r\nline 3", event="update", id="42"),
+    Event(" leading space and unicode é", event="other"),
+    "",
+    b"bytes are data",
+]
+#: ...and the events a client must parse from them.
+SAMPLE_EVENTS: list[MessageEvent] = [
+    MessageEvent("message", "hello", ""),
+    MessageEvent("message", '{"n":1,"text":"café ☕","list":[1,2.5,null]}', ""),
+    MessageEvent("update", "line 1\nline 2\nline 3", "42"),
+    MessageEvent("other", " leading space and unicode é", "42"),
+    MessageEvent("message", "", "42"),
+    MessageEvent("message", "bytes are data", "42"),
+]
+
+
+class StreamReader:
+    """An open httpx streaming response, read chunk by chunk: raw bytes and parsed events.
+
+    Keep the reader referenced while the response should stay open: when its byte iterator is
+    garbage collected, httpx closes the connection (the server sees a disconnect).
+    """
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.response = response
+        self.parser = EventParser()
+        self.raw = b""
+        self._chunks = response.iter_raw()
+        self._pending: list[MessageEvent] = []
+
+    def read_chunk(self) -> bytes:
+        """The next bytes as they arrived (bounded by the client's read timeout)."""
+        try:
+            chunk = next(self._chunks)
+        except StopIteration:
+            raise AssertionError(f"the stream ended; it sent {self.raw!r}") from None
+        self.raw += chunk
+        self._pending.extend(self.parser.feed(chunk))
+        return chunk
+
+    def read_until(self, marker: bytes) -> bytes:
+        """Read until the raw bytes contain `marker`; return all bytes read so far."""
+        while marker not in self.raw:
+            self.read_chunk()
+        return self.raw
+
+    def events(self, n: int) -> list[MessageEvent]:
+        """The next `n` events."""
+        while len(self._pending) < n:
+            self.read_chunk()
+        taken, self._pending = self._pending[:n], self._pending[n:]
+        return taken
+
+    def rest(self) -> list[MessageEvent]:
+        """Every event until the server ends the response."""
+        for chunk in self._chunks:
+            self.raw += chunk
+            self._pending.extend(self.parser.feed(chunk))
+        self.parser.end_of_stream()
+        taken, self._pending = self._pending, []
+        return taken
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = DEADLINE, what: str = "") -> None:
+    """Poll `condition` until it holds; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout} s: {what or condition}")
+        time.sleep(0.005)
+
+
+def latency_summary(name: str, seconds: list[float]) -> str:
+    """`name: n=10 median 3.1 ms max 7.9 ms`, for printing with `pytest -s`."""
+    median = statistics.median(seconds) * 1000
+    worst = max(seconds) * 1000
+    return f"{name}: n={len(seconds)} median {median:.1f} ms max {worst:.1f} ms"
