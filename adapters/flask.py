@@ -31,7 +31,8 @@ from ssekit._registry import StreamRegistry
 from ssekit._stream import Source, SSEStream
 from ssekit.adapters._common import LAST_EVENT_ID_QUERY, SSE_HEADERS, make_stream
 from ssekit.adapters.wsgi import StreamBody, warn_if_blocking_worker
-from ssekit.broker import Broker, SlowPolicy, TooManySubscribers
+from ssekit.broker import Broker, BrokerUnavailable, SlowPolicy, TooManySubscribers
+from ssekit.broker._hub import UNAVAILABLE_RETRY_MS
 
 __all__ = ["broker_view", "init_app", "last_event_id", "registry", "sse", "sse_response"]
 
@@ -153,6 +154,8 @@ def broker_view(
             subscription = broker.subscribe(topic, last_event_id(), policy=policy)
         except TooManySubscribers as exc:
             return Response(str(exc), status=503, mimetype="text/plain", headers=_RETRY_AFTER)
+        except BrokerUnavailable:
+            return sse_response([], retry=UNAVAILABLE_RETRY_MS, heartbeat=None)  # come back soon
         return sse_response(subscription, **options)
 
     view.__name__ = f"ssekit_broker_{id(broker):x}"

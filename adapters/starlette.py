@@ -37,7 +37,8 @@ from ssekit._registry import StreamRegistry
 from ssekit._stream import Source, SSEStream
 from ssekit.adapters._common import LAST_EVENT_ID_QUERY, allowed_methods, make_stream
 from ssekit.adapters.asgi import DEFAULT_SEND_TIMEOUT, serve_stream
-from ssekit.broker import Broker, SlowPolicy, TooManySubscribers
+from ssekit.broker import Broker, BrokerUnavailable, SlowPolicy, TooManySubscribers
+from ssekit.broker._hub import UNAVAILABLE_RETRY_MS
 
 __all__ = ["SSEResponse", "broker_route", "last_event_id", "sse_route"]
 
@@ -151,6 +152,8 @@ def broker_route(
             )
         except TooManySubscribers as exc:
             return PlainTextResponse(str(exc), status_code=503, headers={"Retry-After": "5"})
+        except BrokerUnavailable:
+            return SSEResponse([], retry=UNAVAILABLE_RETRY_MS, heartbeat=None)  # come back soon
         return SSEResponse(subscription, **options)
 
     return Route(path, endpoint, methods=["GET", "HEAD"], name=name)

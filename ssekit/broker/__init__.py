@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from ssekit._event import Event
 from ssekit.broker._hub import (
     RESET_EVENT,
+    BrokerUnavailable,
     SlowPolicy,
     Subscription,
     SubscriptionStats,
@@ -29,6 +30,7 @@ from ssekit.broker._memory import MemoryBroker
 __all__ = [
     "RESET_EVENT",
     "Broker",
+    "BrokerUnavailable",
     "MemoryBroker",
     "RedisBroker",
     "SlowPolicy",

@@ -23,6 +23,7 @@ from ssekit._serialize import Serializer
 
 __all__ = [
     "RESET_EVENT",
+    "BrokerUnavailable",
     "Hub",
     "SlowPolicy",
     "Subscription",
@@ -41,6 +42,8 @@ RESET_EVENT = "reset"
 
 #: The reconnection hint (ms) a slow client gets when it is disconnected.
 SLOW_CLIENT_RETRY_MS = 1000
+#: The reconnection hint (ms) given while the broker's store is unreachable.
+UNAVAILABLE_RETRY_MS = 2000
 
 StreamId = tuple[int, int]
 
@@ -77,6 +80,14 @@ def with_id(body: bytes, id_: str) -> Encoded:
 
 class TooManySubscribers(RuntimeError):
     """The topic (or process) has as many subscribers as it allows."""
+
+
+class BrokerUnavailable(ConnectionError):
+    """The broker's backing store (Redis) cannot be reached right now; try again shortly.
+
+    The adapter helpers answer it with an empty stream carrying a `retry:` hint, so browsers
+    come back by themselves (a non-200 answer would make `EventSource` give up for good).
+    """
 
 
 @dataclass
@@ -142,6 +153,8 @@ class _Topic:
     name: str
     history: deque[tuple[StreamId, float, Encoded]] = field(default_factory=deque)
     last_id: StreamId | None = None
+    #: The newest id that is no longer in `history` (trimmed, or never kept).
+    trimmed: StreamId | None = None
     subscribers: set[Subscription] = field(default_factory=set)
 
 
@@ -165,6 +178,9 @@ class Hub:
         self.queue_size = queue_size
         self.max_subscribers_per_topic = max_subscribers_per_topic
         self._topics: dict[str, _Topic] = {}
+        #: The first and the newest id delivered (any topic): the range of ids that are ours.
+        self._first_id: StreamId | None = None
+        self._newest_id: StreamId | None = None
         self._lock = threading.RLock()
         #: Broker-wide counters: published, disconnected_slow, resets, ...
         self.counters: dict[str, int] = {}
@@ -183,9 +199,15 @@ class Hub:
         with self._lock:
             topic = self._topic(topic_name)
             topic.last_id = id_
+            if self._first_id is None:
+                self._first_id = id_
+            if self._newest_id is None or id_ > self._newest_id:
+                self._newest_id = id_
             if self.history_size:
                 topic.history.append((id_, time.monotonic(), data))
                 self._trim(topic)
+            else:
+                topic.trimmed = id_
             gone = [s for s in topic.subscribers if not s._offer(topic_name, id_, data)]
             for subscription in gone:
                 topic.subscribers.discard(subscription)
@@ -194,11 +216,11 @@ class Hub:
     def _trim(self, topic: _Topic) -> None:
         history = topic.history
         while len(history) > self.history_size:
-            history.popleft()
+            topic.trimmed = history.popleft()[0]
         if self.history_seconds is not None:
             oldest = time.monotonic() - self.history_seconds
             while history and history[0][1] < oldest:
-                history.popleft()
+                topic.trimmed = history.popleft()[0]
 
     def subscribe(
         self,
@@ -228,7 +250,7 @@ class Hub:
                         f"Topic {name!r} already has {cap} subscribers in this process."
                     )
             backlogs = {}
-            if last_event_id is not None:
+            if last_event_id:  # "" is no id at all: a fresh start, as without the header
                 for name in names:
                     backlogs[name] = self._backlog(self._topic(name), after, replay)
             if any(backlog is None for backlog in backlogs.values()):
@@ -244,10 +266,24 @@ class Hub:
                 )
                 subscription._handoff.try_put(Encoded(reset.encode()))
                 backlogs = {}
+            # The replay, in id order across topics, is queued whole: it is bounded by the
+            # history, and cutting it off at `queue_size` would make a client that was away a
+            # while catch up one queue at a time.
+            replayed = sorted(
+                (
+                    (id_, name, data)
+                    for name, found in backlogs.items()
+                    for id_, data in found or ()
+                ),
+                key=lambda entry: entry[0],
+            )
+            if replayed:
+                subscription._handoff.put_batch([data for _, _, data in replayed])
+                subscription.stats.delivered += len(replayed)
+                for id_, name, _ in replayed:
+                    subscription.last_ids[name] = id_
             for name in names:
                 topic = self._topic(name)
-                for id_, data in backlogs.get(name) or ():
-                    subscription._offer(name, id_, data)
                 if name not in subscription.last_ids and topic.last_id is not None:
                     subscription.last_ids[name] = topic.last_id
                 topic.subscribers.add(subscription)
@@ -264,14 +300,15 @@ class Hub:
         if replay is not None:
             found: list[tuple[StreamId, Encoded]] | None = replay(topic.name, after)
             return found
-        if topic.last_id is not None and after > topic.last_id:
-            return None  # from the future, or from another broker: unknown
+        # Ids are issued in order across topics, so any id of ours marks a point in every topic:
+        # one from another topic (a client of several) resumes as well as one from this topic.
+        first, newest = self._first_id, self._newest_id
+        if first is None or newest is None or not first <= after <= newest:
+            return None  # never ours: from the future, another broker or an earlier run
         self._trim(topic)
-        ids = [entry[0] for entry in topic.history]
-        if after not in ids:
-            return None  # older than the history we keep, or never ours
-        start = ids.index(after) + 1
-        return [(id_, data) for id_, _, data in list(topic.history)[start:]]
+        if topic.trimmed is not None and topic.trimmed > after:
+            return None  # events after `after` have left the history
+        return [(id_, data) for id_, _, data in topic.history if id_ > after]
 
     def remove(self, subscription: Subscription) -> None:
         with self._lock:

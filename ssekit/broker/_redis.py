@@ -18,6 +18,7 @@ from typing import Any
 from ssekit._event import Event
 from ssekit._serialize import Serializer
 from ssekit.broker._hub import (
+    BrokerUnavailable,
     Hub,
     SlowPolicy,
     StreamId,
@@ -110,6 +111,19 @@ class RedisBroker:
         """
         if self._closed.is_set():
             raise RuntimeError("This RedisBroker is closed.")
+        try:
+            return self._subscribe(topics, last_event_id, policy=policy, queue_size=queue_size)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise BrokerUnavailable(f"Redis at {self.url} cannot be reached: {exc}") from exc
+
+    def _subscribe(
+        self,
+        topics: str | Sequence[str],
+        last_event_id: str | None,
+        *,
+        policy: SlowPolicy,
+        queue_size: int | None,
+    ) -> Subscription:
         names = (topics,) if isinstance(topics, str) else tuple(topics)
         # Under the readers' lock, a reader cannot decide it is unneeded between our check and
         # our subscription; a new reader starts from the stream's end as it was *before* the
@@ -138,7 +152,16 @@ class RedisBroker:
         return reader is not None and reader.is_alive()
 
     def _new_reader(self, topic: str) -> _Reader:
-        return _Reader(self, topic, self._last_generated_id(topic))
+        start = self._last_generated_id(topic)
+        newest = parse_id(start)
+        if newest is not None and newest != (0, 0):
+            # The stream's newest id is the topic's, for this process, until the reader delivers
+            # more: a `reset` carries it, and a resume from it has nothing to replay.
+            with self._hub._lock:
+                known = self._hub._topic(topic)
+                if known.last_id is None or known.last_id < newest:
+                    known.last_id = newest
+        return _Reader(self, topic, start)
 
     def _reader_done(self, reader: _Reader) -> bool:
         """A reader asks to stop for want of subscribers; True if it may (under the lock)."""
