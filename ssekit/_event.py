@@ -90,7 +90,14 @@ class Event:
                         "Event() needs at least one of data, event, id, retry or comment."
                     )
                 _check_text("data", data)
-        else:
+        elif not (
+            # An event type and/or id with one-line text data: the next most common case.
+            retry is None
+            and comment is None
+            and type(data) is str
+            and (event is None or (type(event) is str and "\n" not in event and "\r" not in event))
+            and (id is None or (type(id) is str and _ID_BREAKERS.isdisjoint(id)))
+        ):
             _check_fields(data, event, id, retry, comment)
         self._data = data
         self._event = event
@@ -131,6 +138,18 @@ class Event:
             if "\n" in data or "\r" in data:  # type: ignore[operator]
                 return encode_data(data)  # type: ignore[arg-type]
             return f"data: {data}\n\n".encode()
+        if (
+            retry is None
+            and comment is None
+            and data is not None
+            and "\n" not in data
+            and "\r" not in data
+        ):
+            if id_ is None:
+                return f"event: {event}\ndata: {data}\n\n".encode()
+            if event is None:
+                return f"id: {id_}\ndata: {data}\n\n".encode()
+            return f"event: {event}\nid: {id_}\ndata: {data}\n\n".encode()
         lines: list[str] = []
         if comment is not None:
             lines += [f": {line}\n" for line in split_lines(comment)]
@@ -175,6 +194,7 @@ class Event:
 
 
 _FIELD_NAMES = ("data", "event", "id", "retry", "comment")
+_ID_BREAKERS = frozenset("\r\n\0")
 
 
 def _check_fields(data: object, event: object, id_: object, retry: object, comment: object) -> None:
