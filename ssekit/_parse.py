@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import codecs
 import json
+from collections import deque
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any
 
 __all__ = ["EventParser", "MessageEvent"]
@@ -32,6 +34,25 @@ class MessageEvent:
     def json(self) -> Any:
         """Decode `data` as JSON."""
         return json.loads(self.data)
+
+
+# MessageEvent's dataclass __init__ sets each field through object.__setattr__ (the class is
+# frozen): that costs more than parsing a small event.  The parser makes its events with these
+# instead, the object and then its slots' own setters: the same frozen object, each field set
+# once before anyone sees it.
+_new_object = object.__new__
+_set_type = vars(MessageEvent)["type"].__set__
+_set_data = vars(MessageEvent)["data"].__set__
+_set_last_event_id = vars(MessageEvent)["last_event_id"].__set__
+
+
+def _message(type_: str, data: str, last_event_id: str) -> MessageEvent:
+    """`MessageEvent(type_, data, last_event_id)`, made in half the time."""
+    event: MessageEvent = _new_object(MessageEvent)
+    _set_type(event, type_)
+    _set_data(event, data)
+    _set_last_event_id(event, last_event_id)
+    return event
 
 
 class EventParser:
@@ -84,11 +105,35 @@ class EventParser:
         if "\n" not in text:
             self._partial_line += text
             return []
-        lines = text.split("\n")
         if self._partial_line:
-            lines[0] = self._partial_line + lines[0]
-        self._partial_line = lines.pop()
-        return self._process(lines)
+            text = self._partial_line + text
+        end = text.rfind("\n") + 1  # what follows the last line end waits for the next feed
+        self._partial_line = text[end:]
+        # Fast path: when the complete events after the first one are all a single `data: `
+        # line (the common stream), they are made in bulk; the rest goes line by line.
+        first = text.find("\n\n")  # the end of the first event (its blank line)
+        last = text.rfind("\n\n", 0, end)  # the end of the last complete event
+        if last > first + 2:
+            values = _data_lines(text[first + 2 : last])
+            if values is not None:
+                events = self._process(text[: first + 1].split("\n"))
+                events += self._messages(values)
+                if last + 2 < end:
+                    events += self._process(text[last + 2 : end - 1].split("\n"))
+                return events
+        return self._process(text[: end - 1].split("\n"))
+
+    def _messages(self, values: list[str]) -> list[MessageEvent]:
+        """Dispatch one `message` event per value, as `data: <value>` then a blank line would
+        (with no event type or id pending, as after any dispatch)."""
+        id_ = self.last_event_id = self._id_buffer
+        count = len(values)
+        # As `_message()` does, with `map()` driving the C functions: no Python call per event.
+        events: list[MessageEvent] = list(map(_new_object, repeat(MessageEvent, count)))
+        deque(map(_set_type, events, repeat("message", count)), 0)
+        deque(map(_set_data, events, values), 0)
+        deque(map(_set_last_event_id, events, repeat(id_, count)), 0)
+        return events
 
     def end_of_stream(self) -> None:
         """The connection ended: drop any unfinished block and get ready for a new connection.
@@ -109,9 +154,7 @@ class EventParser:
                 self.last_event_id = self._id_buffer
                 if data:
                     events.append(
-                        MessageEvent(
-                            self._event_type or "message", "\n".join(data), self._id_buffer
-                        )
+                        _message(self._event_type or "message", "\n".join(data), self._id_buffer)
                     )
                     data = self._data = []
                 self._event_type = ""
@@ -131,6 +174,18 @@ class EventParser:
             elif name == "retry" and _is_retry(value):
                 self.retry = int(value)
         return events
+
+
+def _data_lines(events: str) -> list[str] | None:
+    """The data of complete events that are each one `data: ` line and nothing else (joined by
+    blank lines: "data: a\n\ndata: b"), or None when any of them is something else."""
+    if not events.startswith("data: "):
+        return None
+    blank_lines = events.count("\n\n")
+    # No line end but those of the data lines and blank lines, and every event a `data: ` line.
+    if events.count("\n") != 2 * blank_lines or events.count("\n\ndata: ") != blank_lines:
+        return None
+    return events[6:].split("\n\ndata: ")
 
 
 def _is_retry(value: str) -> bool:

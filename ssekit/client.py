@@ -9,10 +9,11 @@ with EventSource("http://127.0.0.1:8000/events") as source:
 ```
 
 They behave as a browser's `EventSource` does: bytes go to `ssekit.EventParser` as they arrive;
-after a dropped connection they wait the server's `retry:` delay (with jitter, backing off while
-failures repeat, up to a cap) and reconnect with `Last-Event-ID`; HTTP 204 ends the stream for
-good; any other status than 2xx, or a Content-Type other than `text/event-stream`, raises
-`SSEResponseError`, because retrying would not help.  Needs the `client` extra (httpx).
+redirects are followed; after a dropped connection they wait the server's `retry:` delay (with
+jitter, backing off while failures repeat, up to a cap) and reconnect with `Last-Event-ID` (sent
+as UTF-8); HTTP 204 ends the stream for good; any other status than 2xx, or a Content-Type other
+than `text/event-stream`, raises `SSEResponseError` (with the start of the body), because
+retrying would not help.  Needs the `client` extra (httpx).
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ import enum
 import random
 import socket
 import threading
-from collections.abc import AsyncIterator, Callable, Generator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from itertools import chain
 from types import TracebackType
 from typing import Any
 
@@ -38,6 +40,16 @@ DEFAULT_RETRY_MS = 3000
 #: The longest wait between reconnection attempts while failures repeat (ms).
 MAX_RETRY_MS = 30_000
 _BODY_EXCERPT_BYTES = 512
+#: The most bytes handed to the parser at once.  The events of one feed all live until they
+#: have been consumed; at most a few hundred of them (fewer than the 700 allocations after which
+#: CPython's garbage collector runs) are freed before it ever looks at them, instead of being
+#: promoted, thousands at a time, to older generations: that cost about a fifth of the client's
+#: time on a stream of small events read in 64 KiB chunks (benchmarks/bench_client.py).
+_FEED_BYTES = 4096
+#: httpcore trace events whose `return_value` is the new connection's network stream.
+_CONNECTED = frozenset(
+    {"connection.connect_tcp.complete", "connection.connect_unix_socket.complete"}
+)
 
 
 class SSEResponseError(Exception):
@@ -106,14 +118,27 @@ class _Base:
         retry = self._parser.retry
         return self._default_retry_ms if retry is None else retry
 
-    def _request_headers(self) -> dict[str, str]:
-        headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache", **self._headers}
-        if self._parser.last_event_id:
-            headers["Last-Event-ID"] = self._parser.last_event_id
+    def _request_headers(self) -> dict[str, str | bytes]:
+        headers: dict[str, str | bytes] = {
+            "Accept": "text/event-stream",
+            "Cache-Control": "no-cache",
+            **self._headers,
+        }
+        # Sent encoded as UTF-8, as browsers do (httpx would refuse a non-ASCII str).  HTTP drops
+        # the spaces and tabs around a header value (and h11 refuses to send them), so they go.
+        last_event_id = self._parser.last_event_id.encode().strip(b" \t")
+        if last_event_id:
+            headers["Last-Event-ID"] = last_event_id
         return headers
 
-    def _request_kwargs(self) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {"headers": self._request_headers(), "params": self._params}
+    def _request_kwargs(self, trace: Callable[..., Any]) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            "headers": self._request_headers(),
+            "params": self._params,
+            # Learn the socket as soon as it is connected, so that close() can also end a wait
+            # for the response headers (a reused connection is only known with the response).
+            "extensions": {"trace": trace},
+        }
         if self._content is not None:
             kwargs["content"] = self._content
         if self._json is not None:
@@ -122,14 +147,20 @@ class _Base:
             kwargs["timeout"] = self._timeout
         return kwargs
 
-    def _check(self, response: httpx.Response, body: bytes) -> bool:
-        """Apply the browser's rules to a response; False means "204: stop for good"."""
+    def _verdict(self, response: httpx.Response) -> bool | None:
+        """Apply the browser's rules to a response: True to read it, False for "204: stop for
+        good", None when it is to be rejected with `_error()`."""
         if response.status_code == 204:
             return False
         content_type = response.headers.get("content-type", "")
         mime = content_type.split(";", 1)[0].strip().lower()
         if response.is_success and mime == "text/event-stream":
             return True
+        return None
+
+    def _error(self, response: httpx.Response, body: bytes) -> SSEResponseError:
+        """The error for a rejected response, with the start of its body."""
+        content_type = response.headers.get("content-type", "")
         excerpt = body[:_BODY_EXCERPT_BYTES].decode("utf-8", "replace")
         if not response.is_success:
             message = f"The server answered {response.status_code} to {self.url}: {excerpt!r}"
@@ -138,19 +169,27 @@ class _Base:
                 f"{self.url} answered with Content-Type {content_type!r}, not text/event-stream"
                 f" (is it an event stream endpoint?): {excerpt!r}"
             )
-        raise SSEResponseError(
+        return SSEResponseError(
             message, status_code=response.status_code, content_type=content_type, body=excerpt
         )
 
     def _opened(self, response: httpx.Response) -> None:
         self.ready_state = ReadyState.OPEN
         self._failures = 0
-        stream = response.extensions.get("network_stream")
+        self._use_stream(response.extensions.get("network_stream"))
+
+    def _use_stream(self, stream: Any) -> None:
+        """Remember the socket of the connection, to shut it down from `close()`."""
         found = stream.get_extra_info("socket") if stream is not None else None
         # a socket.socket, or asyncio's TransportSocket wrapper: both can be shut down
         self._socket = found if callable(getattr(found, "shutdown", None)) else None
         if self._closed.is_set():
             self._interrupt()
+
+    def _traced(self, name: str, info: dict[str, Any]) -> None:
+        """httpcore's trace: a new connection's socket is known once it is connected."""
+        if name in _CONNECTED:
+            self._use_stream(info.get("return_value"))
 
     def _next_delay(self) -> float:
         """Seconds to wait before reconnecting: `retry`, doubled per repeated failure, jittered."""
@@ -216,41 +255,58 @@ class EventSource(_Base):
         self._owns_client = client is None
         if client is None:
             client_options.setdefault("timeout", httpx.Timeout(10.0, read=None))
+            client_options.setdefault("follow_redirects", True)  # as browsers do
         self._client = client if client is not None else httpx.Client(**client_options)
 
     def __iter__(self) -> Iterator[MessageEvent]:
+        # The events come out of the parser's lists through C iterators: no generator frame of
+        # ours to resume for each event, only for each piece of bytes read.
+        return chain.from_iterable(self._batches())
+
+    def _batches(self) -> Iterator[list[MessageEvent]]:
+        """The events of each piece of bytes, as it arrives, across reconnections."""
         try:
             while not self._closed.is_set():
                 try:
-                    if not (yield from self._one_connection()):
+                    response = self._open()
+                    if response is None:  # 204: stop for good
                         return
+                    try:
+                        yield from map(self._parser.feed, _pieces(response.iter_bytes()))
+                    finally:
+                        response.close()
                 except httpx.TransportError:
                     if self._closed.is_set():
                         return
                 finally:
                     self._socket = None
                     self._parser.end_of_stream()
-                if not self._reconnect or self._closed.wait(self._next_delay()):
+                if not self._reconnect or self._closed.is_set():
                     return
                 self.ready_state = ReadyState.CONNECTING
+                if self._closed.wait(self._next_delay()):
+                    return
         finally:
             self.ready_state = ReadyState.CLOSED
 
-    def _one_connection(self) -> Generator[MessageEvent, None, bool]:
-        """Read one response to its end; False when it said not to reconnect (204)."""
-        request = self._client.build_request(self.method, self.url, **self._request_kwargs())
+    def _open(self) -> httpx.Response | None:
+        """Send the request; return the event stream to read, or None for 204."""
+        request = self._client.build_request(
+            self.method, self.url, **self._request_kwargs(self._traced)
+        )
         response = self._client.send(request, stream=True)
         try:
-            body = b"" if response.is_success else response.read()
-            if not self._check(response, body):
-                return False
-            self._opened(response)
-            feed = self._parser.feed
-            for chunk in response.iter_bytes():
-                yield from feed(chunk)
-            return True
-        finally:
+            verdict = self._verdict(response)
+            if verdict is None:
+                raise self._error(response, _read_excerpt(response))
+        except BaseException:
             response.close()
+            raise
+        if not verdict:
+            response.close()
+            return None
+        self._opened(response)
+        return response
 
     def __enter__(self) -> EventSource:
         return self
@@ -305,6 +361,7 @@ class AsyncEventSource(_Base):
         self._owns_client = client is None
         if client is None:
             client_options.setdefault("timeout", httpx.Timeout(10.0, read=None))
+            client_options.setdefault("follow_redirects", True)  # as browsers do
         self._client = client if client is not None else httpx.AsyncClient(**client_options)
 
     async def __aiter__(self) -> AsyncIterator[MessageEvent]:
@@ -314,19 +371,22 @@ class AsyncEventSource(_Base):
         try:
             while not self._closed.is_set():
                 request = self._client.build_request(
-                    self.method, self.url, **self._request_kwargs()
+                    self.method, self.url, **self._request_kwargs(self._atraced)
                 )
                 try:
                     response = await self._client.send(request, stream=True)
                     try:
-                        body = b"" if response.is_success else await response.aread()
-                        if not self._check(response, body):
+                        verdict = self._verdict(response)
+                        if verdict is None:
+                            raise self._error(response, await _aread_excerpt(response))
+                        if not verdict:
                             return
                         self._opened(response)
                         feed = self._parser.feed
                         async for chunk in response.aiter_bytes():
-                            for message in feed(chunk):
-                                yield message
+                            for piece in _pieces((chunk,)):
+                                for message in feed(piece):
+                                    yield message
                     finally:
                         await response.aclose()
                 except httpx.TransportError:
@@ -337,11 +397,14 @@ class AsyncEventSource(_Base):
                     self._parser.end_of_stream()
                 if not self._reconnect or self._closed.is_set():
                     return
+                self.ready_state = ReadyState.CONNECTING
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(woken.wait(), self._next_delay())
-                self.ready_state = ReadyState.CONNECTING
         finally:
             self.ready_state = ReadyState.CLOSED
+
+    async def _atraced(self, name: str, info: dict[str, Any]) -> None:
+        self._traced(name, info)
 
     async def aclose(self) -> None:
         """Stop for good and close the client if this source made it."""
@@ -359,3 +422,35 @@ class AsyncEventSource(_Base):
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+def _read_excerpt(response: httpx.Response) -> bytes:
+    """The start of a rejected response's body, without waiting for the rest of it."""
+    body = b""
+    with contextlib.suppress(httpx.RequestError):  # what arrived before a failure will do
+        for chunk in response.iter_bytes():
+            body += chunk
+            if len(body) >= _BODY_EXCERPT_BYTES:
+                break
+    return body
+
+
+async def _aread_excerpt(response: httpx.Response) -> bytes:
+    """`_read_excerpt()` for the async client."""
+    body = b""
+    with contextlib.suppress(httpx.RequestError):
+        async for chunk in response.aiter_bytes():
+            body += chunk
+            if len(body) >= _BODY_EXCERPT_BYTES:
+                break
+    return body
+
+
+def _pieces(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """The chunks, the large ones cut in pieces of `_FEED_BYTES`."""
+    for chunk in chunks:
+        if len(chunk) <= _FEED_BYTES:
+            yield chunk
+        else:
+            for start in range(0, len(chunk), _FEED_BYTES):
+                yield chunk[start : start + _FEED_BYTES]

@@ -1,0 +1,255 @@
+"""`EventSource` following a `RedisBroker` topic through server restarts, end to end.
+
+uvicorn serves `apps.broker_app` (`broker_route("/events/{topic:path}", RedisBroker(url))`) in a
+subprocess on a fixed port of its own; a publisher thread publishes numbered events to the topic
+at a steady pace; an `EventSource` follows the topic.  The uvicorn process is killed (SIGKILL:
+no farewell, no `retry:` hint, connections simply drop) and started again on the same port,
+twice.  Each time the client reconnects by itself with `Last-Event-ID`, the new process replays
+what it missed from Redis, and the client ends up with every number exactly once, in order.
+The Redis server is the tests' own (`redis_server.py`); the tests are skipped without
+`redis-server`.  Measured figures are printed (`pytest -s`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from apps.broker_app import REDIS_URL_ENV
+from redis_server import RedisServer, free_port, running_redis
+
+from ssekit import MessageEvent
+from ssekit.broker import RedisBroker
+from ssekit.client import EventSource, ReadyState
+
+pytestmark = pytest.mark.timeout(90)
+
+TESTS_DIR = Path(__file__).resolve().parent
+#: How long a server may take to start, and a test waits for what takes far less.
+START_DEADLINE = 30.0
+DEADLINE = 20.0
+#: Seconds between two published events.
+INTERVAL = 0.01
+#: Events the client must receive live from each server before that server is killed.
+LIVE_PER_SERVER = 30
+#: Times the server is killed and started again.
+RESTARTS = 2
+
+
+class Server:
+    """uvicorn serving `apps.broker_app` in a subprocess, killed and restarted on one port."""
+
+    def __init__(self, redis_url: str, workdir: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.redis_url = redis_url
+        self.workdir = workdir
+        self.process: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    def start(self) -> float:
+        """Start the process and wait until it answers; return how long that took (s)."""
+        assert self.process is None or self.process.poll() is not None
+        self.starts += 1
+        began = time.monotonic()
+        with (self.workdir / f"uvicorn-{self.starts}.log").open("wb") as log:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
+                    "apps.broker_app:create_app",
+                    "--factory",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                    "--log-level",
+                    "warning",
+                    "--no-access-log",
+                ],
+                cwd=TESTS_DIR,
+                env={**os.environ, REDIS_URL_ENV: self.redis_url},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + START_DEADLINE
+        with httpx.Client(timeout=2.0) as client:
+            while True:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"uvicorn exited at start:\n{self.log()}")
+                with contextlib.suppress(httpx.TransportError):
+                    if client.get(f"{self.url}/health").status_code == 200:
+                        return time.monotonic() - began
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"uvicorn did not start in {START_DEADLINE} s")
+                time.sleep(0.02)
+
+    def kill(self) -> None:
+        """SIGKILL: the process dies at once, its connections drop."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(DEADLINE)
+
+    def stop(self) -> None:
+        process = self.process
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(DEADLINE)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(DEADLINE)
+
+    def log(self) -> str:
+        path = self.workdir / f"uvicorn-{self.starts}.log"
+        return path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
+
+
+class Publisher(threading.Thread):
+    """Publishes {"n": 0}, {"n": 1}... to the topic every `INTERVAL` s until `stop()`."""
+
+    def __init__(self, broker: RedisBroker, topic: str) -> None:
+        super().__init__(name="publisher")
+        self.broker = broker
+        self.topic = topic
+        self.published = 0
+        self.error: BaseException | None = None
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        try:
+            while not self._stop_event.is_set():
+                self.broker.publish(self.topic, {"n": self.published})
+                self.published += 1
+                self._stop_event.wait(INTERVAL)
+        except BaseException as exc:
+            self.error = exc
+
+    def stop(self) -> int:
+        """Stop publishing; return how many events were published."""
+        self._stop_event.set()
+        self.join(DEADLINE)
+        assert not self.is_alive()
+        assert self.error is None, self.error
+        return self.published
+
+
+class Follower(threading.Thread):
+    """Iterates the `EventSource`, keeping every message and when it arrived."""
+
+    def __init__(self, source: EventSource) -> None:
+        super().__init__(name="follower")
+        self.source = source
+        self.messages: list[MessageEvent] = []
+        self.arrived: list[float] = []
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            for message in self.source:
+                self.messages.append(message)
+                self.arrived.append(time.monotonic())
+        except BaseException as exc:
+            self.error = exc
+
+    def count(self) -> int:
+        return len(self.messages)
+
+    def wait_for(self, n: int, what: str) -> None:
+        """Wait until `n` messages have arrived (failing after `DEADLINE`)."""
+        wait_until(lambda: len(self.messages) >= n, what)
+
+
+def wait_until(condition: Callable[[], Any], what: str, timeout: float = DEADLINE) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout} s: {what}")
+        time.sleep(0.01)
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    with running_redis(tmp_path_factory.mktemp("redis")) as server:
+        yield server
+
+
+@pytest.fixture
+def server(redis_server: RedisServer, tmp_path: Path) -> Iterator[Server]:
+    server = Server(redis_server.url, tmp_path)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_a_client_follows_a_topic_through_server_restarts_exactly_once(
+    redis_server: RedisServer, server: Server
+) -> None:
+    """The uvicorn server is killed and restarted twice while events are published; the client
+    reconnects with `Last-Event-ID` each time and receives every number once, in order."""
+    topic = f"client/{uuid.uuid4().hex}"
+    broker = RedisBroker(redis_server.url)
+    try:
+        # The client resumes after this marker from its first request: nothing published after
+        # it can be missed, however the start-up races.
+        marker = broker.publish(topic, "marker")
+        server.start()
+        url = f"{server.url}/events/{topic}"
+        with EventSource(url, last_event_id=marker, retry_ms=100, max_retry_ms=500) as source:
+            follower = Follower(source)
+            follower.start()
+            publisher = Publisher(broker, topic)
+            publisher.start()
+            try:
+                startups: list[float] = []
+                gaps: list[float] = []
+                missed: list[int] = []  # published while no server was up
+                for _ in range(RESTARTS):
+                    follower.wait_for(follower.count() + LIVE_PER_SERVER, "events from the server")
+                    killed_at = time.monotonic()
+                    published_before = publisher.published
+                    server.kill()
+                    startups.append(server.start())
+                    missed.append(publisher.published - published_before)
+                    after = follower.count()
+                    follower.wait_for(after + 1, "events after the restart")
+                    gaps.append(follower.arrived[after] - killed_at)
+                follower.wait_for(follower.count() + LIVE_PER_SERVER, "events from the last server")
+            finally:
+                published = publisher.stop()
+            follower.wait_for(published, "every published event")
+            assert source.ready_state is ReadyState.OPEN
+            source.close()
+            follower.join(DEADLINE)
+            assert not follower.is_alive()
+    finally:
+        broker.close()
+    assert follower.error is None, follower.error
+    numbers = [message.json()["n"] for message in follower.messages]
+    assert numbers == list(range(published))
+    assert {message.type for message in follower.messages} == {"message"}  # no "reset"
+    assert follower.messages[-1].last_event_id == source.last_event_id
+    assert server.starts == RESTARTS + 1
+    assert min(missed) > 0  # so each new server had events to replay from Redis
+    print(
+        f"\n{published} events through {RESTARTS} kills of the server: uvicorn started in "
+        + ", ".join(f"{s:.2f}" for s in startups)
+        + " s; first event after each kill: "
+        + ", ".join(f"{g:.2f}" for g in gaps)
+        + " s; published while down: "
+        + ", ".join(str(m) for m in missed)
+    )
