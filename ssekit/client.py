@@ -27,7 +27,7 @@ import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from itertools import chain
 from types import TracebackType
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import httpx
 
@@ -71,24 +71,38 @@ class ReadyState(enum.Enum):
     CLOSED = 2
 
 
-class _Base:
-    """State and rules the sync and async clients share."""
+ClientT = TypeVar("ClientT", httpx.Client, httpx.AsyncClient)
+
+
+class _Base(Generic[ClientT]):
+    """State, options and rules the sync and async clients share."""
+
+    #: The httpx client class made when none is passed in.
+    _client_class: type[ClientT]
 
     def __init__(
         self,
         url: str,
         *,
-        method: str,
-        headers: Mapping[str, str] | None,
-        params: Any,
-        content: Any,
-        json: Any,
-        last_event_id: str,
-        retry_ms: int,
-        max_retry_ms: int,
-        reconnect: bool,
-        timeout: httpx.Timeout | float | None,
+        method: str = "GET",
+        headers: Mapping[str, str] | None = None,
+        params: Any = None,
+        content: Any = None,
+        json: Any = None,
+        last_event_id: str = "",
+        retry_ms: int = DEFAULT_RETRY_MS,
+        max_retry_ms: int = MAX_RETRY_MS,
+        reconnect: bool = True,
+        timeout: httpx.Timeout | float | None = None,
+        client: ClientT | None = None,
+        **client_options: Any,
     ) -> None:
+        self._owns_client = client is None
+        if client is None:
+            client_options.setdefault("timeout", httpx.Timeout(10.0, read=None))
+            client_options.setdefault("follow_redirects", True)  # as browsers do
+            client = self._client_class(**client_options)
+        self._client: ClientT = client
         self.url = url
         self.method = method
         self._headers = dict(headers or {})
@@ -215,48 +229,14 @@ class _Base:
                 self._wake_async()
 
 
-class EventSource(_Base):
+class EventSource(_Base[httpx.Client]):
     """A synchronous event source: iterate it for `MessageEvent`s, `close()` from anywhere.
 
     Pass `client=` to reuse an `httpx.Client` (its auth, headers, transport, limits); otherwise
     one is made with `**client_options` and closed with the source.
     """
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        method: str = "GET",
-        headers: Mapping[str, str] | None = None,
-        params: Any = None,
-        content: Any = None,
-        json: Any = None,
-        last_event_id: str = "",
-        retry_ms: int = DEFAULT_RETRY_MS,
-        max_retry_ms: int = MAX_RETRY_MS,
-        reconnect: bool = True,
-        timeout: httpx.Timeout | float | None = None,
-        client: httpx.Client | None = None,
-        **client_options: Any,
-    ) -> None:
-        super().__init__(
-            url,
-            method=method,
-            headers=headers,
-            params=params,
-            content=content,
-            json=json,
-            last_event_id=last_event_id,
-            retry_ms=retry_ms,
-            max_retry_ms=max_retry_ms,
-            reconnect=reconnect,
-            timeout=timeout,
-        )
-        self._owns_client = client is None
-        if client is None:
-            client_options.setdefault("timeout", httpx.Timeout(10.0, read=None))
-            client_options.setdefault("follow_redirects", True)  # as browsers do
-        self._client = client if client is not None else httpx.Client(**client_options)
+    _client_class = httpx.Client
 
     def __iter__(self) -> Iterator[MessageEvent]:
         # The events come out of the parser's lists through C iterators: no generator frame of
@@ -322,47 +302,13 @@ class EventSource(_Base):
             self._client.close()
 
 
-class AsyncEventSource(_Base):
+class AsyncEventSource(_Base[httpx.AsyncClient]):
     """The async twin of `EventSource`: `async for message in source`, `close()` from anywhere.
 
     Pass `client=` to reuse an `httpx.AsyncClient`.
     """
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        method: str = "GET",
-        headers: Mapping[str, str] | None = None,
-        params: Any = None,
-        content: Any = None,
-        json: Any = None,
-        last_event_id: str = "",
-        retry_ms: int = DEFAULT_RETRY_MS,
-        max_retry_ms: int = MAX_RETRY_MS,
-        reconnect: bool = True,
-        timeout: httpx.Timeout | float | None = None,
-        client: httpx.AsyncClient | None = None,
-        **client_options: Any,
-    ) -> None:
-        super().__init__(
-            url,
-            method=method,
-            headers=headers,
-            params=params,
-            content=content,
-            json=json,
-            last_event_id=last_event_id,
-            retry_ms=retry_ms,
-            max_retry_ms=max_retry_ms,
-            reconnect=reconnect,
-            timeout=timeout,
-        )
-        self._owns_client = client is None
-        if client is None:
-            client_options.setdefault("timeout", httpx.Timeout(10.0, read=None))
-            client_options.setdefault("follow_redirects", True)  # as browsers do
-        self._client = client if client is not None else httpx.AsyncClient(**client_options)
+    _client_class = httpx.AsyncClient
 
     async def __aiter__(self) -> AsyncIterator[MessageEvent]:
         loop = asyncio.get_running_loop()
