@@ -25,6 +25,7 @@ __all__ = [
     "RESET_EVENT",
     "BrokerUnavailable",
     "Hub",
+    "HubBroker",
     "SlowPolicy",
     "Subscription",
     "TooManySubscribers",
@@ -356,3 +357,22 @@ def _as_event(value: str | Event) -> Event:
 
 def check_topic_names(topics: Iterable[str]) -> tuple[str, ...]:
     return _check_topics(tuple(topics))
+
+
+class HubBroker:
+    """What every broker answers from its in-process hub: local subscribers and counters."""
+
+    _hub: Hub
+
+    def subscribers(self, topic: str) -> list[Subscription]:
+        """The live subscriptions of `topic` in this process."""
+        return self._hub.subscribers(topic)
+
+    def close_topic(self, topic: str, *, farewell: str | Event | None = None) -> int:
+        """End every subscription of `topic` in this process (say, when permissions change)."""
+        return self._hub.close_topic(topic, farewell=farewell)
+
+    @property
+    def counters(self) -> dict[str, int]:
+        """published, resets, disconnected_slow, reconnects (Redis), ..."""
+        return dict(self._hub.counters)

@@ -7,10 +7,10 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from ssekit._event import Event
 from ssekit._serialize import Serializer
 from ssekit.broker._hub import (
     Hub,
+    HubBroker,
     SlowPolicy,
     Subscription,
     format_id,
@@ -21,7 +21,7 @@ from ssekit.broker._hub import (
 __all__ = ["MemoryBroker"]
 
 
-class MemoryBroker:
+class MemoryBroker(HubBroker):
     """Topics for the subscribers of this process, with a replay history per topic.
 
     Ids have the form "<epoch ms>-<n>": one counter for the whole broker, so they increase across
@@ -76,19 +76,6 @@ class MemoryBroker:
         """
         names = (topics,) if isinstance(topics, str) else tuple(topics)
         return self._hub.subscribe(names, last_event_id, policy=policy, queue_size=queue_size)
-
-    def subscribers(self, topic: str) -> list[Subscription]:
-        """The live subscriptions of `topic`."""
-        return self._hub.subscribers(topic)
-
-    def close_topic(self, topic: str, *, farewell: str | Event | None = None) -> int:
-        """End every subscription of `topic`; return how many."""
-        return self._hub.close_topic(topic, farewell=farewell)
-
-    @property
-    def counters(self) -> dict[str, int]:
-        """published, resets, disconnected_slow, ..."""
-        return dict(self._hub.counters)
 
     async def aclose(self) -> None:
         """Nothing to release; present so every broker can be closed the same way."""

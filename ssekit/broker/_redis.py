@@ -15,11 +15,11 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from ssekit._event import Event
 from ssekit._serialize import Serializer
 from ssekit.broker._hub import (
     BrokerUnavailable,
     Hub,
+    HubBroker,
     SlowPolicy,
     StreamId,
     Subscription,
@@ -46,7 +46,7 @@ BACKOFF_MAX = 2.0
 _BODY = b"b"  # the stream entry's single field: the framed event without its id
 
 
-class RedisBroker:
+class RedisBroker(HubBroker):
     """Topics kept in Redis Streams (Redis 6.2+ or Valkey), for many processes and hosts.
 
     `max_length` bounds each topic's stream (approximately, as `MAXLEN ~` does); a resume from
@@ -179,19 +179,6 @@ class RedisBroker:
             return "0-0"
         last = info.get("last-generated-id") or info.get(b"last-generated-id") or b"0-0"
         return last.decode() if isinstance(last, bytes) else str(last)
-
-    def subscribers(self, topic: str) -> list[Subscription]:
-        """The live subscriptions of `topic` in this process."""
-        return self._hub.subscribers(topic)
-
-    def close_topic(self, topic: str, *, farewell: str | Event | None = None) -> int:
-        """End every subscription of `topic` in this process; return how many."""
-        return self._hub.close_topic(topic, farewell=farewell)
-
-    @property
-    def counters(self) -> dict[str, int]:
-        """published (delivered locally), resets, disconnected_slow, reconnects, ..."""
-        return dict(self._hub.counters)
 
     def close(self) -> None:
         """Stop the reader threads and close the connection."""
