@@ -257,6 +257,21 @@ def test_a_reader_per_topic(broker: RedisBroker, topic: str) -> None:
     assert sorted(e.data for e in read(subscription, 2)) == ["a", "b"]
 
 
+def test_a_reader_survives_a_read_error(
+    broker: RedisBroker, admin: redis.Redis, topic: str
+) -> None:
+    """A read that fails for another reason than the connection (here WRONGTYPE: the key is
+    not a stream) is logged and retried; the subscribers get the topic once it is readable."""
+    key = broker.prefix + topic
+    admin.set(key, "not a stream")
+    subscription = broker.subscribe(topic)
+    wait_until(lambda: broker.counters.get("read_errors", 0) >= 1, "a failed read")
+    admin.delete(key)
+    event_id = broker.publish(topic, "after the error")
+    [event] = read(subscription, 1)
+    assert (event.data, event.last_event_id) == ("after the error", event_id)
+
+
 def test_a_stalled_subscription_stays_bounded(broker: RedisBroker, topic: str) -> None:
     """A subscription nobody reads: its queue never exceeds `queue_size` (64); then it is
     disconnected (counted), while a `drop_oldest` one stays, counting what it dropped, and a

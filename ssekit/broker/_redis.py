@@ -225,6 +225,14 @@ class _Reader(threading.Thread):
                         return
                     delay = min(delay * 2, BACKOFF_MAX)
                     continue
+                except redis.RedisError:
+                    # Anything else (a stream key turned into another type, say): keep serving
+                    # the topic's subscribers rather than leave them silently without a reader.
+                    broker._hub.count("read_errors")
+                    logger.exception("ssekit: reading %s from Redis failed; retrying", key)
+                    if broker._closed.wait(BACKOFF_MAX):
+                        return
+                    continue
                 delay = BACKOFF_FIRST
                 for _stream, entries in answer or ():
                     for entry_id, fields in entries:
