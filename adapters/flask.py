@@ -20,6 +20,7 @@ copied to it.  Call `init_app(app)` to get a `StreamRegistry` that ends open str
 
 from __future__ import annotations
 
+import _socket
 import contextvars
 import functools
 from collections.abc import Callable, Iterator, Mapping
@@ -30,7 +31,7 @@ from flask import Flask, Request, Response, current_app, request
 from ssekit._registry import StreamRegistry
 from ssekit._stream import Source, SSEStream
 from ssekit.adapters._common import LAST_EVENT_ID_QUERY, SSE_HEADERS, make_stream
-from ssekit.adapters.wsgi import StreamBody, warn_if_blocking_worker
+from ssekit.adapters.wsgi import StreamBody, client_socket, warn_if_blocking_worker
 from ssekit.broker import Broker, BrokerUnavailable, SlowPolicy, TooManySubscribers
 from ssekit.broker._hub import UNAVAILABLE_RETRY_MS
 
@@ -67,13 +68,17 @@ class _ViewContextBody(StreamBody):
     """
 
     def __init__(
-        self, stream: SSEStream, registry: StreamRegistry | None, context: contextvars.Context
+        self,
+        stream: SSEStream,
+        registry: StreamRegistry | None,
+        context: contextvars.Context,
+        connection: _socket.socket | None,
     ) -> None:
-        super().__init__(stream, registry)
+        super().__init__(stream, registry, connection)
         self._context = context
 
     def __iter__(self) -> Iterator[bytes]:
-        chunks = iter(self.stream)
+        chunks = super().__iter__()
         try:
             first = self._context.run(next, chunks)  # the source starts in this first step
         except StopIteration:
@@ -92,7 +97,8 @@ def sse_response(
     """A streaming `Response` for `source`; keyword arguments are `to_sse()` options."""
     stream = make_stream(source, options)
     warn_if_blocking_worker(request.environ)
-    body = _ViewContextBody(stream, registry(), contextvars.copy_context())
+    connection = client_socket(request.environ)
+    body = _ViewContextBody(stream, registry(), contextvars.copy_context(), connection)
     response = current_app.response_class(body, status=status, headers=list(SSE_HEADERS))
     for name, value in (headers or {}).items():
         response.headers[name] = value

@@ -9,7 +9,9 @@ heartbeat bounds how long that takes.
 
 from __future__ import annotations
 
+import _socket
 import logging
+import socket
 import sys
 import threading
 import warnings
@@ -20,7 +22,7 @@ from ssekit._registry import StreamRegistry
 from ssekit._stream import SSEStream
 from ssekit.adapters._common import SSE_HEADERS, Factory, SSERequest, allowed_methods, make_stream
 
-__all__ = ["SSEWSGIApp", "StreamBody", "warn_if_blocking_worker"]
+__all__ = ["SSEWSGIApp", "StreamBody", "client_socket", "peer_closed", "warn_if_blocking_worker"]
 
 logger = logging.getLogger("ssekit")
 
@@ -28,17 +30,66 @@ StartResponse = Callable[..., Any]
 Environ = Mapping[str, Any]
 
 
-class StreamBody:
-    """A WSGI response body: iterates the stream; `close()` closes it and untracks it."""
+def client_socket(environ: Environ) -> _socket.socket | None:
+    """The connection's socket, where the server shares it (werkzeug, gunicorn)."""
+    found = environ.get("gunicorn.socket") or environ.get("werkzeug.socket")
+    found = getattr(found, "_sock", found)  # gevent's socket wraps the real one
+    # The C socket type: under the stdlib's socket class, and under gevent's (whose patching
+    # replaces socket.socket and _socket.socket, but not this).
+    return found if isinstance(found, _socket.socket) else None
 
-    def __init__(self, stream: SSEStream, registry: StreamRegistry | None) -> None:
+
+def peer_closed(connection: _socket.socket) -> bool:
+    """True when the client has closed its end: the socket reads as end-of-file.
+
+    A peek that never blocks; pending request bytes (a pipelined request) are not an EOF.
+    """
+    if _PEEK_FLAGS is None:
+        return False
+    try:
+        return connection.recv(1, _PEEK_FLAGS) == b""
+    except (BlockingIOError, InterruptedError):
+        return False  # nothing to read: the client is still there
+    except (OSError, ValueError):
+        return False  # e.g. a TLS socket, which cannot peek: leave it to the next write
+
+
+_DONTWAIT = getattr(socket, "MSG_DONTWAIT", None)
+_PEEK_FLAGS = None if _DONTWAIT is None else socket.MSG_PEEK | _DONTWAIT
+
+
+class StreamBody:
+    """A WSGI response body: iterates the stream; `close()` closes it and untracks it.
+
+    Given the client's socket, it checks before each write that the client is still there.
+    A server learns that a client left only when a write fails, and the first write after the
+    client left often succeeds (into the kernel's buffer), so without the check a stream could
+    run for two heartbeats for nobody.
+    """
+
+    def __init__(
+        self,
+        stream: SSEStream,
+        registry: StreamRegistry | None,
+        connection: _socket.socket | None = None,
+    ) -> None:
         self.stream = stream
         self._registry = registry
+        self._connection = connection
         if registry is not None:
             registry.add(stream)
 
     def __iter__(self) -> Iterator[bytes]:
-        return iter(self.stream)
+        if self._connection is None:
+            return iter(self.stream)
+        return self._while_connected(iter(self.stream), self._connection)
+
+    @staticmethod
+    def _while_connected(chunks: Iterator[bytes], connection: _socket.socket) -> Iterator[bytes]:
+        for chunk in chunks:
+            if peer_closed(connection):
+                return  # the server then calls close(), which closes the source
+            yield chunk
 
     def close(self) -> None:
         try:
@@ -134,4 +185,4 @@ class SSEWSGIApp:
             stream.close()
             return []
         warn_if_blocking_worker(environ)
-        return StreamBody(stream, self.registry)
+        return StreamBody(stream, self.registry, client_socket(environ))

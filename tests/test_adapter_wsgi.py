@@ -7,6 +7,7 @@ The app is `apps.wsgi_app`; in gunicorn it runs in another process, so its sourc
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -232,3 +233,18 @@ def test_no_sync_worker_warning_elsewhere(server: Server) -> None:
     if server.name == "werkzeug":
         pytest.skip("in-process: no stderr of its own to look at")
     assert sync_worker_warnings(server.stderr()) == []
+
+
+def test_peer_closed_tells_a_closed_client_from_a_quiet_one() -> None:
+    """The check the body makes before each write: EOF means gone; silence or a pipelined
+    request's bytes do not."""
+    from ssekit.adapters.wsgi import peer_closed
+
+    server_end, client_end = socket.socketpair()
+    with server_end:
+        assert not peer_closed(server_end)  # connected and quiet
+        client_end.sendall(b"GET /next HTTP/1.1\r\n")
+        assert not peer_closed(server_end)  # bytes waiting are not an end of file
+        assert server_end.recv(64) == b"GET /next HTTP/1.1\r\n"  # and the peek consumed nothing
+        client_end.close()
+        assert peer_closed(server_end)
