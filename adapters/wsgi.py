@@ -3,8 +3,9 @@
 `SSEWSGIApp(factory)` is a WSGI application: each request calls `factory(request)` for a source.
 The body starts with the stream's preamble at once, so servers that send headers with the first
 body block (all of them) let the browser fire `open` before a slow source yields.  When the
-client leaves, the server's next write fails and it calls `close()`, which closes the source: the
-heartbeat bounds how long that takes.
+client leaves, the body notices before its next write (it peeks at the client's socket where the
+server shares it; otherwise the write fails) and the server calls `close()`, which closes the
+source: the heartbeat bounds how long that takes.
 """
 
 from __future__ import annotations
