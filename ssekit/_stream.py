@@ -16,6 +16,7 @@ import contextvars
 import enum
 import inspect
 import logging
+import sys
 import threading
 import time
 import traceback
@@ -161,6 +162,8 @@ class SSEStream:
             return source._attach(), _noop
         handoff = Handoff(PULL_AHEAD)
         if isinstance(source, AsyncIterable) and not isinstance(source, Iterable):
+            if _threads_are_greenlets():
+                return handoff, _SharedLoop.start(source, handoff)
             return handoff, _start_helper_loop(source, handoff)
         _start_worker_thread(source, handoff)
         return handoff, _noop
@@ -437,3 +440,70 @@ def _start_helper_loop(source: AsyncIterable[Any], handoff: Handoff) -> Callable
             thread.join(PRODUCER_CLOSE_SECONDS)
 
     return stop
+
+
+def _threads_are_greenlets() -> bool:
+    """True under gevent's monkey-patching, where a "thread" is a greenlet of one OS thread."""
+    monkey = sys.modules.get("gevent.monkey")
+    is_patched = getattr(monkey, "is_module_patched", None)
+    return bool(is_patched and is_patched("threading"))
+
+
+class _SharedLoop:
+    """One helper event loop for all sync-consumed async sources of a process, under gevent.
+
+    asyncio allows one running loop per OS thread, and gevent runs every "thread" on one: a loop
+    per stream would fail from the second stream on.  The shared loop runs while at least one
+    such stream does, each source a task on it.
+    """
+
+    _lock = threading.Lock()
+    _loop: asyncio.AbstractEventLoop | None = None
+    _thread: threading.Thread | None = None
+    _users = 0
+
+    @classmethod
+    def start(cls, source: AsyncIterable[Any], handoff: Handoff) -> Callable[[], None]:
+        with cls._lock:
+            if cls._loop is None:
+                cls._loop = asyncio.new_event_loop()
+                cls._thread = threading.Thread(
+                    target=cls._loop.run_forever, name="ssekit-shared-loop", daemon=True
+                )
+                cls._thread.start()
+            cls._users += 1
+            loop = cls._loop
+        context = contextvars.copy_context()  # e.g. Flask's request context, for the source
+        started: list[asyncio.Task[None]] = []
+        done = threading.Event()
+
+        def create() -> None:  # on the loop: a task made inside `context` runs in a copy of it
+            task = context.run(loop.create_task, _pump_async(source, handoff))
+            task.add_done_callback(lambda _: done.set())
+            started.append(task)
+
+        def cancel() -> None:
+            for task in started:
+                task.cancel()
+
+        loop.call_soon_threadsafe(create)
+
+        def stop() -> None:
+            loop.call_soon_threadsafe(cancel)
+            done.wait(PRODUCER_CLOSE_SECONDS)
+            cls._release()
+
+        return stop
+
+    @classmethod
+    def _release(cls) -> None:
+        with cls._lock:
+            cls._users -= 1
+            if cls._users or cls._loop is None:
+                return
+            loop, thread = cls._loop, cls._thread
+            cls._loop = cls._thread = None
+        loop.call_soon_threadsafe(loop.stop)
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(PRODUCER_CLOSE_SECONDS)
+        loop.close()

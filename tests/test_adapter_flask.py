@@ -179,16 +179,8 @@ def test_view_exception_is_a_real_500(server: Server, path: str) -> None:
     assert not response.headers["content-type"].startswith("text/event-stream")
 
 
-def test_concurrent_async_sources(server: Server, request: pytest.FixtureRequest) -> None:
-    """Two async sources stream at once from Flask views, each on its own helper loop."""
-    if server.name == "gevent":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="ssekit bug: under gevent every helper-loop 'thread' is a greenlet of one "
-                "OS thread, and asyncio allows one running loop per OS thread",
-            )
-        )
+def test_concurrent_async_sources(server: Server) -> None:
+    """Two async sources stream at once from Flask views (helper loops; shared under gevent)."""
     firsts: dict[str, str] = {}
     with client() as http, ExitStack() as streams:
         for _ in range(2):
