@@ -14,8 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
-import signal
 import subprocess
 import sys
 import threading
@@ -28,8 +26,8 @@ from typing import Any
 import httpx
 import pytest
 import redis
-from apps.broker_app import REDIS_URL_ENV
-from redis_server import RedisServer, free_port, running_redis
+from processes import BrokerApp
+from redis_server import RedisServer, running_redis
 
 from ssekit import EventParser, MessageEvent, to_sse
 from ssekit._frame import Encoded
@@ -332,84 +330,20 @@ def test_a_reader_survives_a_redis_restart(
 # -- end to end: two uvicorn processes, a publisher process, HTTP clients ------------------------
 
 
-class AppProcess:
-    """uvicorn serving `apps.broker_app` in a subprocess, with a `RedisBroker` on `url`."""
-
-    def __init__(self, name: str, url: str, workdir: Path) -> None:
-        self.name = name
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.stderr_path = workdir / f"{name}.stderr"
-        with self.stderr_path.open("wb") as stderr:
-            self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "uvicorn",
-                    "apps.broker_app:create_app",
-                    "--factory",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(self.port),
-                    "--log-level",
-                    "warning",
-                    "--timeout-graceful-shutdown",
-                    "5",
-                ],
-                cwd=TESTS_DIR,  # `-m` puts the working directory first on sys.path
-                env={**os.environ, REDIS_URL_ENV: url},
-                stdout=subprocess.DEVNULL,
-                stderr=stderr,
-            )
-
-    def stderr(self) -> str:
-        return self.stderr_path.read_text(encoding="utf-8", errors="replace")
-
-    def wait_ready(self) -> None:
-        deadline = time.monotonic() + DEADLINE
-        with httpx.Client(timeout=2.0) as client:
-            while True:
-                if self.process.poll() is not None:
-                    raise RuntimeError(f"{self.name} exited early:\n{self.stderr()}")
-                with contextlib.suppress(httpx.TransportError):
-                    if client.get(f"{self.url}/health").status_code == 200:
-                        return
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"{self.name} did not start:\n{self.stderr()}")
-                time.sleep(0.05)
-
-    def stats(self, topic: str) -> dict[str, Any]:
-        response = httpx.get(f"{self.url}/stats/{topic}", timeout=5.0)
-        response.raise_for_status()
-        stats: dict[str, Any] = response.json()
-        return stats
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(DEADLINE)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(DEADLINE)
-                raise AssertionError(f"{self.name} did not stop on SIGTERM") from None
-
-
 @pytest.fixture(scope="module")
 def apps(
     redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[AppProcess, AppProcess]]:
+) -> Iterator[tuple[BrokerApp, BrokerApp]]:
     """Processes A and B: the same app, each with its own `RedisBroker`, one Redis."""
     workdir = tmp_path_factory.mktemp("apps")
-    started = [AppProcess(name, redis_server.url, workdir) for name in ("A", "B")]
+    started = [BrokerApp(name, redis_server.url, workdir) for name in ("A", "B")]
     try:
         for app in started:
-            app.wait_ready()
+            app.start()
         yield started[0], started[1]
     finally:
-        for app in started:
-            app.stop()
+        stopped = [app.stop() for app in started]
+    assert all(stopped), "an app did not stop on SIGTERM"
 
 
 class Publisher:
@@ -556,7 +490,7 @@ def following(followers: list[Follower]) -> Iterator[None]:
             follower.join(DEADLINE)
 
 
-def wait_subscribed(app: AppProcess, topic: str, count: int) -> None:
+def wait_subscribed(app: BrokerApp, topic: str, count: int) -> None:
     wait_until(
         lambda: app.stats(topic)["subscribers"] == count, f"{count} subscriber(s) on {app.name}"
     )
@@ -569,7 +503,7 @@ def assert_exactly_once(follower: Follower, published: list[str]) -> None:
     assert [e.last_event_id for e in follower.events] == published
 
 
-def assert_moved(follower: Follower, a: AppProcess, b: AppProcess) -> None:
+def assert_moved(follower: Follower, a: BrokerApp, b: BrokerApp) -> None:
     """The follower read from A, left mid-stream, and resumed on B from the last id it had."""
     [(first, first_id, _), (second, resumed_from, received)] = follower.connections
     assert (first, first_id, second) == (a.url, None, b.url)
@@ -578,7 +512,7 @@ def assert_moved(follower: Follower, a: AppProcess, b: AppProcess) -> None:
     assert resumed_from == follower.events[received - 1].last_event_id
 
 
-def wait_no_subscriber(app: AppProcess, topic: str) -> None:
+def wait_no_subscriber(app: BrokerApp, topic: str) -> None:
     """The process has no subscriber of `topic` left, and its reader of the topic stopped."""
 
     def empty() -> bool:
@@ -590,7 +524,7 @@ def wait_no_subscriber(app: AppProcess, topic: str) -> None:
 
 @pytest.mark.timeout(120)
 def test_resume_on_another_process_gets_every_event_once(
-    apps: tuple[AppProcess, AppProcess], redis_server: RedisServer, topic: str
+    apps: tuple[BrokerApp, BrokerApp], redis_server: RedisServer, topic: str
 ) -> None:
     """A client reads from A, leaves mid-stream, resumes on B (which has not served the topic
     yet) with `Last-Event-ID`: every event of a publisher in a third process arrives exactly
@@ -615,7 +549,7 @@ def test_resume_on_another_process_gets_every_event_once(
 
 @pytest.mark.timeout(120)
 def test_resume_on_another_process_across_a_redis_restart(
-    apps: tuple[AppProcess, AppProcess], redis_server: RedisServer, topic: str
+    apps: tuple[BrokerApp, BrokerApp], redis_server: RedisServer, topic: str
 ) -> None:
     """As above while `redis-server` is killed (SIGKILL) after a third of the events and
     started again (AOF on, same directory and port): the processes' readers reconnect and go
@@ -653,7 +587,7 @@ def test_resume_on_another_process_across_a_redis_restart(
 
 
 def test_a_resume_from_a_trimmed_id_over_http_gets_a_reset(
-    apps: tuple[AppProcess, AppProcess], redis_server: RedisServer, topic: str
+    apps: tuple[BrokerApp, BrokerApp], redis_server: RedisServer, topic: str
 ) -> None:
     """Process A, which has never served the topic, answers a resume from a trimmed id with a
     `reset` event that carries the stream's newest id, then live events."""

@@ -11,8 +11,6 @@ Measured reconnection delays are printed (`pytest -s` shows them).
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -31,30 +29,13 @@ from apps.browser_app import (
     starlette_app,
 )
 from asgi_servers import uvicorn_server
-from playwright.sync_api import Browser, Page, sync_playwright
+from chromium import BROWSER_MARKS, launch_chromium
+from playwright.sync_api import Browser, Page
 from wsgi_servers import werkzeug_server
 
 from ssekit import StreamRegistry
 
-CHROMIUM = shutil.which("chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-pytestmark = [
-    pytest.mark.browser,
-    # Skipped on a developer's machine without Chromium; in CI (CI=true) a missing browser fails.
-    pytest.mark.skipif(
-        CHROMIUM is None and not os.environ.get("CI"), reason="Chromium is not installed"
-    ),
-    pytest.mark.timeout(60),
-]
+pytestmark = BROWSER_MARKS
 
 #: How long to wait for what the browser does within moments (far more than it needs).
 DEADLINE = 20.0
@@ -62,12 +43,7 @@ DEADLINE = 20.0
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
-        )
-        yield browser
-        browser.close()
+    yield from launch_chromium()
 
 
 @dataclass

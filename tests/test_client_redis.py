@@ -12,11 +12,6 @@ The Redis server is the tests' own (`redis_server.py`); the tests are skipped wi
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -24,10 +19,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-from apps.broker_app import REDIS_URL_ENV
-from redis_server import RedisServer, free_port, running_redis
+from processes import BrokerApp
+from redis_server import RedisServer, running_redis
 
 from ssekit import MessageEvent
 from ssekit.broker import RedisBroker
@@ -35,9 +29,7 @@ from ssekit.client import EventSource, ReadyState
 
 pytestmark = pytest.mark.timeout(90)
 
-TESTS_DIR = Path(__file__).resolve().parent
-#: How long a server may take to start, and a test waits for what takes far less.
-START_DEADLINE = 30.0
+#: How long a test waits for what takes far less.
 DEADLINE = 20.0
 #: Seconds between two published events.
 INTERVAL = 0.01
@@ -45,77 +37,6 @@ INTERVAL = 0.01
 LIVE_PER_SERVER = 30
 #: Times the server is killed and started again.
 RESTARTS = 2
-
-
-class Server:
-    """uvicorn serving `apps.broker_app` in a subprocess, killed and restarted on one port."""
-
-    def __init__(self, redis_url: str, workdir: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.redis_url = redis_url
-        self.workdir = workdir
-        self.process: subprocess.Popen[bytes] | None = None
-        self.starts = 0
-
-    def start(self) -> float:
-        """Start the process and wait until it answers; return how long that took (s)."""
-        assert self.process is None or self.process.poll() is not None
-        self.starts += 1
-        began = time.monotonic()
-        with (self.workdir / f"uvicorn-{self.starts}.log").open("wb") as log:
-            self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "uvicorn",
-                    "apps.broker_app:create_app",
-                    "--factory",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(self.port),
-                    "--log-level",
-                    "warning",
-                    "--no-access-log",
-                ],
-                cwd=TESTS_DIR,
-                env={**os.environ, REDIS_URL_ENV: self.redis_url},
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + START_DEADLINE
-        with httpx.Client(timeout=2.0) as client:
-            while True:
-                if self.process.poll() is not None:
-                    raise RuntimeError(f"uvicorn exited at start:\n{self.log()}")
-                with contextlib.suppress(httpx.TransportError):
-                    if client.get(f"{self.url}/health").status_code == 200:
-                        return time.monotonic() - began
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"uvicorn did not start in {START_DEADLINE} s")
-                time.sleep(0.02)
-
-    def kill(self) -> None:
-        """SIGKILL: the process dies at once, its connections drop."""
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(DEADLINE)
-
-    def stop(self) -> None:
-        process = self.process
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(DEADLINE)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(DEADLINE)
-
-    def log(self) -> str:
-        path = self.workdir / f"uvicorn-{self.starts}.log"
-        return path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
 
 
 class Publisher(threading.Thread):
@@ -188,8 +109,8 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 
 
 @pytest.fixture
-def server(redis_server: RedisServer, tmp_path: Path) -> Iterator[Server]:
-    server = Server(redis_server.url, tmp_path)
+def server(redis_server: RedisServer, tmp_path: Path) -> Iterator[BrokerApp]:
+    server = BrokerApp("uvicorn", redis_server.url, tmp_path)
     try:
         yield server
     finally:
@@ -197,7 +118,7 @@ def server(redis_server: RedisServer, tmp_path: Path) -> Iterator[Server]:
 
 
 def test_a_client_follows_a_topic_through_server_restarts_exactly_once(
-    redis_server: RedisServer, server: Server
+    redis_server: RedisServer, server: BrokerApp
 ) -> None:
     """The uvicorn server is killed and restarted twice while events are published; the client
     reconnects with `Last-Event-ID` each time and receives every number once, in order."""

@@ -11,8 +11,6 @@ Debian's Chromium is used (`shutil.which("chromium")`); without it the module is
 from __future__ import annotations
 
 import contextlib
-import os
-import shutil
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,31 +19,14 @@ from typing import Any
 
 import pytest
 from asgi_servers import uvicorn_server
-from playwright.sync_api import Browser, Page, sync_playwright
+from chromium import BROWSER_MARKS, launch_chromium
+from playwright.sync_api import Browser, Page
 
 from ssekit.ai import DemoEngine
 from ssekit.demo import create_app
 from ssekit.memory import SQLiteMemory
 
-CHROMIUM = shutil.which("chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-pytestmark = [
-    pytest.mark.browser,
-    # Skipped on a developer's machine without Chromium; in CI (CI=true) a missing browser fails.
-    pytest.mark.skipif(
-        CHROMIUM is None and not os.environ.get("CI"), reason="Chromium is not installed"
-    ),
-    pytest.mark.timeout(60),
-]
+pytestmark = BROWSER_MARKS
 
 #: How long to wait for what the page does within moments (far more than it needs), in ms.
 DEADLINE_MS = 20_000
@@ -55,12 +36,7 @@ LAST_REPLY = ".msg.assistant >> nth=-1"
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
-        )
-        yield browser
-        browser.close()
+    yield from launch_chromium()
 
 
 @pytest.fixture
