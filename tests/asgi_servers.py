@@ -21,10 +21,10 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
-import httpx
 import uvicorn
+from sse_reader import SSEReader
 
-from ssekit import Event, EventParser, MessageEvent
+from ssekit import Event, MessageEvent
 
 #: How long a server may take to start or to stop (far more than it needs).
 START_DEADLINE = 15.0
@@ -161,51 +161,8 @@ SAMPLE_EVENTS: list[MessageEvent] = [
 ]
 
 
-class StreamReader:
-    """An open httpx streaming response, read chunk by chunk: raw bytes and parsed events.
-
-    Keep the reader referenced while the response should stay open: when its byte iterator is
-    garbage collected, httpx closes the connection (the server sees a disconnect).
-    """
-
-    def __init__(self, response: httpx.Response) -> None:
-        self.response = response
-        self.parser = EventParser()
-        self.raw = b""
-        self._chunks = response.iter_raw()
-        self._pending: list[MessageEvent] = []
-
-    def read_chunk(self) -> bytes:
-        """The next bytes as they arrived (bounded by the client's read timeout)."""
-        try:
-            chunk = next(self._chunks)
-        except StopIteration:
-            raise AssertionError(f"the stream ended; it sent {self.raw!r}") from None
-        self.raw += chunk
-        self._pending.extend(self.parser.feed(chunk))
-        return chunk
-
-    def read_until(self, marker: bytes) -> bytes:
-        """Read until the raw bytes contain `marker`; return all bytes read so far."""
-        while marker not in self.raw:
-            self.read_chunk()
-        return self.raw
-
-    def events(self, n: int) -> list[MessageEvent]:
-        """The next `n` events."""
-        while len(self._pending) < n:
-            self.read_chunk()
-        taken, self._pending = self._pending[:n], self._pending[n:]
-        return taken
-
-    def rest(self) -> list[MessageEvent]:
-        """Every event until the server ends the response."""
-        for chunk in self._chunks:
-            self.raw += chunk
-            self._pending.extend(self.parser.feed(chunk))
-        self.parser.end_of_stream()
-        taken, self._pending = self._pending, []
-        return taken
+#: The reader the ASGI tests use (the same as the WSGI tests' `SSEReader`).
+StreamReader = SSEReader
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = DEADLINE, what: str = "") -> None:

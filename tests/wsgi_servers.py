@@ -32,9 +32,8 @@ from typing import Any
 import httpx
 import pytest
 from apps import EVENTS_ENV
+from sse_reader import SSEReader
 from werkzeug.serving import make_server
-
-from ssekit import EventParser, MessageEvent
 
 #: The directory gunicorn runs in, so that `apps.wsgi_app` and `apps.flask_app` import.
 TESTS_DIR = Path(__file__).resolve().parent
@@ -94,42 +93,6 @@ class EventLog:
             if time.monotonic() > deadline:
                 raise AssertionError(f"{kind!r} was not logged for {tag!r} within {timeout} s")
             time.sleep(POLL_INTERVAL)
-
-
-class SSEReader:
-    """Reads an open httpx streaming response: events as parsed by `EventParser`, raw bytes."""
-
-    def __init__(self, response: httpx.Response) -> None:
-        self.response = response
-        self.parser = EventParser()
-        self.raw = b""
-        self._chunks = response.iter_bytes()
-        self._pending: list[MessageEvent] = []
-
-    def next_chunk(self) -> bytes:
-        """The next bytes the server sent (as they arrived); AssertionError at the end."""
-        try:
-            chunk = next(self._chunks)
-        except StopIteration:
-            raise AssertionError(f"the stream ended; it sent {self.raw!r}") from None
-        self.raw += chunk
-        self._pending.extend(self.parser.feed(chunk))
-        return chunk
-
-    def events(self, n: int) -> list[MessageEvent]:
-        """The next `n` events (reads are bounded by the client's read timeout)."""
-        while len(self._pending) < n:
-            self.next_chunk()
-        taken, self._pending = self._pending[:n], self._pending[n:]
-        return taken
-
-    def rest(self) -> list[MessageEvent]:
-        """Every event until the server ends the response."""
-        for chunk in self._chunks:
-            self.raw += chunk
-            self._pending.extend(self.parser.feed(chunk))
-        taken, self._pending = self._pending, []
-        return taken
 
 
 @dataclass
