@@ -29,13 +29,19 @@ from collections.abc import (
     Iterable,
     Iterator,
 )
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ssekit._errors import ChannelClosed
 from ssekit._event import Event
 from ssekit._handoff import Handoff, HandoffSource
-from ssekit._serialize import Serializer
-from ssekit._writer import ErrorHook, FlushPolicy, StreamOptions, StreamWriter, opening_bytes
+from ssekit._options import StreamOptions, StreamOptionsDict
+from ssekit._writer import StreamWriter, opening_bytes
+
+if TYPE_CHECKING:
+    if sys.version_info >= (3, 11):
+        from typing import Unpack
+    else:
+        from typing_extensions import Unpack
 
 __all__ = ["SSEStream", "Source", "StreamState", "to_sse"]
 
@@ -241,18 +247,7 @@ class SSEStream:
         return handoff, None
 
 
-def to_sse(
-    source: Source,
-    *,
-    heartbeat: float | None = 15.0,
-    flush: FlushPolicy = "auto",
-    retry: int | None = None,
-    padding: int = 0,
-    end: str | Event | None = None,
-    serializer: Serializer | None = None,
-    on_error: ErrorHook | None = None,
-    max_duration: float | None = None,
-) -> SSEStream:
+def to_sse(source: Source, **options: Unpack[StreamOptionsDict]) -> SSEStream:
     """Serve `source` as `text/event-stream` bytes.
 
     Chunks: an `Event` is sent as is, `str` and UTF-8 `bytes` as data, anything else through
@@ -264,17 +259,7 @@ def to_sse(
     source is exhausted (e.g. "[DONE]").  `on_error`: the client's message for a source's
     exception.  `max_duration`: seconds after which the stream ends with a `retry:` hint.
     """
-    options = StreamOptions(
-        heartbeat=heartbeat,
-        flush=flush,
-        retry=retry,
-        padding=padding,
-        end=end,
-        serializer=serializer,
-        on_error=on_error,
-        max_duration=max_duration,
-    )
-    return SSEStream(source, options)
+    return SSEStream(source, StreamOptions(**options))
 
 
 def _ending_event(value: str | Event) -> Event:

@@ -11,21 +11,15 @@ import contextlib
 import json
 import logging
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any
 
 from ssekit._errors import StreamError
 from ssekit._event import Event, encode_data
-from ssekit._frame import make_framer
-from ssekit._serialize import Serializer
+from ssekit._options import ErrorHook, StreamOptions
 
-__all__ = ["ErrorHook", "FlushPolicy", "StreamOptions", "StreamWriter"]
+__all__ = ["StreamWriter", "error_bytes", "opening_bytes"]
 
 logger = logging.getLogger("ssekit")
-
-#: How writes are batched: one per event, whatever is ready, or a latency budget in seconds.
-FlushPolicy = Literal["each", "auto"] | float
-#: Called with the source's exception; returns the client's message, an `Event`, or None (default).
-ErrorHook = Callable[[BaseException], str | Event | None]
 
 #: The largest batch `flush="auto"` or a latency budget builds before writing.
 MAX_BATCH_BYTES = 64 * 1024
@@ -33,71 +27,6 @@ HEARTBEAT = b": ping\n\n"
 GENERIC_ERROR_MESSAGE = "The stream failed on the server."
 #: The reconnection hint sent when `max_duration` ends a stream and no `retry` was configured.
 DEFAULT_RECONNECT_HINT_MS = 1000
-
-
-class StreamOptions:
-    """The validated options of one `to_sse()` call."""
-
-    __slots__ = (
-        "end",
-        "flush",
-        "frame",
-        "heartbeat",
-        "max_duration",
-        "on_error",
-        "padding",
-        "retry",
-        "serializer",
-    )
-
-    def __init__(
-        self,
-        *,
-        heartbeat: float | None = 15.0,
-        flush: FlushPolicy = "auto",
-        retry: int | None = None,
-        padding: int = 0,
-        end: str | Event | None = None,
-        serializer: Serializer | None = None,
-        on_error: ErrorHook | None = None,
-        max_duration: float | None = None,
-    ) -> None:
-        self.heartbeat = _positive_seconds("heartbeat", heartbeat)
-        self.max_duration = _positive_seconds("max_duration", max_duration)
-        if flush not in ("each", "auto"):
-            if isinstance(flush, bool) or not isinstance(flush, (int, float)) or not flush > 0:
-                raise ValueError(
-                    f'flush must be "each", "auto" or a positive number of seconds, not {flush!r}.'
-                )
-            flush = float(flush)
-        self.flush: FlushPolicy = flush
-        if retry is not None:
-            Event(retry=retry)  # the same rule as the field: a non-negative int
-        self.retry = retry
-        if isinstance(padding, bool) or not isinstance(padding, int) or padding < 0:
-            raise ValueError(
-                f"padding must be a non-negative int number of bytes, not {padding!r}."
-            )
-        self.padding = padding
-        if end is not None and not isinstance(end, (str, Event)):
-            raise TypeError(f"end must be a str, an Event or None, not {type(end).__name__}.")
-        self.end = end
-        if serializer is not None and not callable(serializer):
-            raise TypeError("serializer must be a callable that returns str or bytes.")
-        self.serializer = serializer
-        #: Chunk -> event bytes, by the rules of `to_sse()` and this serializer.
-        self.frame = make_framer(serializer)
-        if on_error is not None and not callable(on_error):
-            raise TypeError("on_error must be a callable taking the exception.")
-        self.on_error = on_error
-
-
-def _positive_seconds(name: str, value: float | None) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"{name} must be a positive number of seconds or None, not {value!r}.")
-    return float(value)
 
 
 def opening_bytes(options: StreamOptions) -> bytes:

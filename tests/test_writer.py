@@ -13,13 +13,13 @@ from typing import Any
 
 import pytest
 
-from ssekit import Event, EventParser, MessageEvent, StreamError
+from ssekit import Event, EventParser, MessageEvent, StreamError, to_sse
+from ssekit._options import StreamOptions, StreamOptionsDict
 from ssekit._writer import (
     DEFAULT_RECONNECT_HINT_MS,
     GENERIC_ERROR_MESSAGE,
     HEARTBEAT,
     MAX_BATCH_BYTES,
-    StreamOptions,
     StreamWriter,
     error_bytes,
     opening_bytes,
@@ -376,3 +376,14 @@ def test_other_option_validation() -> None:
         StreamOptions(serializer="json")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="on_error"):
         StreamOptions(on_error="log")  # type: ignore[arg-type]
+
+
+def test_an_unknown_option_is_refused_by_name() -> None:
+    with pytest.raises(TypeError, match="'heartbeet'"):
+        StreamOptions(heartbeet=1)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="'heartbeet'"):
+        to_sse([], heartbeet=1)  # type: ignore[call-arg]
+
+
+def test_the_typed_options_and_the_validated_ones_list_the_same_names() -> None:
+    assert set(StreamOptions.__slots__) == {*StreamOptionsDict.__annotations__, "frame"}
