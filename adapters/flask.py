@@ -32,8 +32,13 @@ from ssekit._registry import StreamRegistry
 from ssekit._stream import Source, SSEStream
 from ssekit.adapters._common import LAST_EVENT_ID_QUERY, SSE_HEADERS, make_stream
 from ssekit.adapters.wsgi import StreamBody, client_socket, warn_if_blocking_worker
-from ssekit.broker import Broker, BrokerUnavailable, SlowPolicy, TooManySubscribers
-from ssekit.broker._hub import UNAVAILABLE_RETRY_MS
+from ssekit.broker import (
+    UNAVAILABLE_RETRY_MS,
+    Broker,
+    BrokerUnavailable,
+    SlowPolicy,
+    TooManySubscribers,
+)
 
 __all__ = ["broker_view", "init_app", "last_event_id", "registry", "sse", "sse_response"]
 

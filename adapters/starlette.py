@@ -37,8 +37,13 @@ from ssekit._registry import StreamRegistry
 from ssekit._stream import Source, SSEStream
 from ssekit.adapters._common import LAST_EVENT_ID_QUERY, allowed_methods, make_stream
 from ssekit.adapters.asgi import DEFAULT_SEND_TIMEOUT, serve_stream
-from ssekit.broker import Broker, BrokerUnavailable, SlowPolicy, TooManySubscribers
-from ssekit.broker._hub import UNAVAILABLE_RETRY_MS
+from ssekit.broker import (
+    UNAVAILABLE_RETRY_MS,
+    Broker,
+    BrokerUnavailable,
+    SlowPolicy,
+    TooManySubscribers,
+)
 
 __all__ = ["SSEResponse", "broker_route", "last_event_id", "sse_route"]
 

@@ -18,8 +18,11 @@ from typing import Any, Protocol
 
 from ssekit._event import Event
 from ssekit.broker._hub import (
+    MAX_TOPIC_LENGTH,
     RESET_EVENT,
+    UNAVAILABLE_RETRY_MS,
     BrokerUnavailable,
+    InvalidTopic,
     SlowPolicy,
     Subscription,
     SubscriptionStats,
@@ -28,9 +31,12 @@ from ssekit.broker._hub import (
 from ssekit.broker._memory import MemoryBroker
 
 __all__ = [
+    "MAX_TOPIC_LENGTH",
     "RESET_EVENT",
+    "UNAVAILABLE_RETRY_MS",
     "Broker",
     "BrokerUnavailable",
+    "InvalidTopic",
     "MemoryBroker",
     "RedisBroker",
     "SlowPolicy",

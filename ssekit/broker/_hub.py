@@ -22,10 +22,13 @@ from ssekit._handoff import Handoff, HandoffSource
 from ssekit._serialize import Serializer
 
 __all__ = [
+    "MAX_TOPIC_LENGTH",
     "RESET_EVENT",
+    "UNAVAILABLE_RETRY_MS",
     "BrokerUnavailable",
     "Hub",
     "HubBroker",
+    "InvalidTopic",
     "SlowPolicy",
     "Subscription",
     "TooManySubscribers",
@@ -77,6 +80,14 @@ def frame_body(chunk: Any, event: str | None, serializer: Serializer | None) -> 
 def with_id(body: bytes, id_: str) -> Encoded:
     """The final bytes of a published event: its id line, then the framed body."""
     return Encoded(b"id: " + id_.encode() + b"\n" + body)
+
+
+#: The longest topic name, in characters: a name is a key in memory and in Redis.
+MAX_TOPIC_LENGTH = 256
+
+
+class InvalidTopic(ValueError):
+    """A topic name the broker cannot use: empty, too long, or not a str (a client error: 400)."""
 
 
 class TooManySubscribers(RuntimeError):
@@ -347,7 +358,11 @@ def _check_topics(topics: Sequence[str] | str) -> tuple[str, ...]:
         raise ValueError("subscribe() needs at least one topic.")
     for name in names:
         if not isinstance(name, str) or not name:
-            raise ValueError(f"A topic must be a non-empty str, not {name!r}.")
+            raise InvalidTopic(f"A topic must be a non-empty str, not {name!r}.")
+        if len(name) > MAX_TOPIC_LENGTH:
+            raise InvalidTopic(
+                f"A topic name has at most {MAX_TOPIC_LENGTH} characters, not {len(name)}."
+            )
     return names
 
 
