@@ -9,7 +9,10 @@ answers like OpenAI does, `data: {"choices":[{"delta":{"content":"..."}}]}` chun
   keeps the response open until the client leaves: a client that stops at `[DONE]` ends it, one
   that waits for the end of the body hangs.
 - `"http-429"`, `"http-500"`: that status with an OpenAI-style `{"error": {"message": ...}}` body.
+- `"http-401-key"`: 401 whose error message echoes the key (`LEAKED_KEY`), as OpenAI's does.
+- `"http-502-html"`: a proxy's 502 HTML page that mentions a token (`LEAKED_TOKEN`).
 - `"error-mid"`: two content chunks, then an `{"error": {...}}` payload, then the body ends.
+- `"error-mid-key"`: the same, with an error message that echoes `LEAKED_KEY`.
 - `"endless"`: a numbered content chunk every `ENDLESS_INTERVAL` seconds until the client leaves.
 
 Every request is recorded as a `Call` (headers, JSON body) with a `threading.Event` that is set
@@ -28,7 +31,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
@@ -44,6 +47,21 @@ HTTP_ERRORS = {
     "http-429": (429, "Rate limit reached for gpt-fake in organization org-test."),
     "http-500": (500, "The server had an error processing your request."),
 }
+#: A key an upstream echoes back in its errors, and a token in a proxy's error page: neither may
+#: reach a client, and both are redacted in the logs.
+LEAKED_KEY = "sk-live-4f9a2b7c1d0e8f3a6b5c9d8e7f6a"
+LEAKED_TOKEN = "9f8e7d6c5b4a39281706f5e4d3c2b1a0"
+UNAUTHORIZED_BODY = {
+    "error": {
+        "message": f"Incorrect API key provided: {LEAKED_KEY}. You can find your API key at ...",
+        "type": "invalid_request_error",
+        "code": "invalid_api_key",
+    }
+}
+BAD_GATEWAY_PAGE = (
+    "<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1>"
+    f"<p>upstream rejected api_key={LEAKED_TOKEN} from 10.0.0.7</p></body></html>"
+)
 #: Seconds between the chunks of `"endless"`.
 ENDLESS_INTERVAL = 0.02
 
@@ -98,8 +116,17 @@ class FakeOpenAI:
             call.mark_finished()
             error = {"message": message, "type": "fake_error", "code": None}
             return JSONResponse({"error": error}, status_code=status)
+        if model == "http-401-key":
+            call.mark_finished()
+            return JSONResponse(UNAUTHORIZED_BODY, status_code=401)
+        if model == "http-502-html":
+            call.mark_finished()
+            return HTMLResponse(BAD_GATEWAY_PAGE, status_code=502)
         if model == "error-mid":
-            return _EventStream(call, _error_mid(), hold_open=False)
+            return _EventStream(call, _error_mid(ERROR_MID_MESSAGE), hold_open=False)
+        if model == "error-mid-key":
+            message = f"Invalid authentication: Bearer {LEAKED_KEY}"
+            return _EventStream(call, _error_mid(message), hold_open=False)
         if model == "endless":
             return _EventStream(call, _endless(), hold_open=False)
         return _EventStream(call, _script(), hold_open=True)
@@ -125,10 +152,10 @@ async def _script() -> AsyncIterator[bytes]:
     yield b"data: [DONE]\n\n"
 
 
-async def _error_mid() -> AsyncIterator[bytes]:
+async def _error_mid(message: str) -> AsyncIterator[bytes]:
     for delta in ERROR_MID_DELTAS:
         yield _chunk({"content": delta})
-    error = {"error": {"message": ERROR_MID_MESSAGE, "type": "server_error"}}
+    error = {"error": {"message": message, "type": "server_error"}}
     yield b"data: " + json.dumps(error).encode() + b"\n\n"
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -25,18 +26,21 @@ from fake_openai import (
     ERROR_MID_DELTAS,
     ERROR_MID_MESSAGE,
     HTTP_ERRORS,
+    LEAKED_KEY,
+    LEAKED_TOKEN,
     REPLY_DELTAS,
     REPLY_TEXT,
+    UNAUTHORIZED_BODY,
     FakeOpenAI,
 )
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from ssekit import EventParser, MessageEvent, StreamError
 from ssekit.adapters.starlette import SSEResponse
-from ssekit.ai import OpenAICompatibleEngine, relay
+from ssekit.ai import OpenAICompatibleEngine, redact_secrets, relay
 from ssekit.client import EventSource
 
 pytestmark = pytest.mark.timeout(30)
@@ -62,6 +66,7 @@ def fake() -> Iterator[FakeOpenAI]:
 
 
 def engine_for(fake: FakeOpenAI, **defaults: Any) -> OpenAICompatibleEngine:
+    """An engine on the fake, with the fake's model and a key of its own (`sk-test`)."""
     return OpenAICompatibleEngine(
         fake.base_url,  # type: ignore[attr-defined]
         api_key="sk-test",
@@ -136,10 +141,10 @@ def test_an_upstream_http_error_becomes_an_error_event(
     fake: FakeOpenAI, chat_server: str, model: str
 ) -> None:
     """An upstream 429/500 with an OpenAI-style error body is a `StreamError` naming the status
-    and the upstream message; through `SSEResponse` the client gets it as the stream's only
-    event, `event: error`, and no `[DONE]`."""
-    status, message = HTTP_ERRORS[model]
-    expected = f"The model service answered {status}: {message}"
+    only (the upstream's message is not shown by default); through `SSEResponse` the client gets
+    it as the stream's only event, `event: error`, and no `[DONE]`."""
+    status, _ = HTTP_ERRORS[model]
+    expected = f"The model service answered {status}."
     with pytest.raises(StreamError) as raised:
         asyncio.run(collect(engine_for(fake).stream(MESSAGES, model=model)))
     assert str(raised.value) == expected
@@ -153,8 +158,8 @@ def test_an_error_payload_mid_stream_becomes_an_error_event(
     fake: FakeOpenAI, chat_server: str
 ) -> None:
     """Upstream content chunks, then `{"error": {"message": ...}}`: the chunks before it are
-    yielded, then a `StreamError` with its message, which the client receives as an `error`
-    event after the content (and no `[DONE]`)."""
+    yielded, then a `StreamError` with a generic message, which the client receives as an
+    `error` event after the content (and no `[DONE]`)."""
     seen: list[dict[str, Any]] = []
 
     async def run() -> None:
@@ -163,7 +168,7 @@ def test_an_error_payload_mid_stream_becomes_an_error_event(
 
     with pytest.raises(StreamError) as raised:
         asyncio.run(asyncio.wait_for(run(), DEADLINE))
-    expected = f"The model service failed: {ERROR_MID_MESSAGE}"
+    expected = "The model service reported an error."
     assert str(raised.value) == expected
     assert seen == [{"content": delta} for delta in ERROR_MID_DELTAS]
     events = read_all_events(f"{chat_server}/chat?model=error-mid")
@@ -238,6 +243,107 @@ def test_a_client_leaving_closes_the_upstream_request_within_a_second(
     assert max(figures) < UPSTREAM_CLOSE_LIMIT, figures
 
 
+# -- upstream errors never leak ---------------------------------------------------------------
+
+#: What the client sees for each leaking upstream answer of the fake.
+LEAK_CASES = {
+    "http-401-key": [("error", "The model service answered 401.")],
+    "http-502-html": [("error", "The model service answered 502.")],
+    "error-mid-key": [
+        *[("message", delta) for delta in ERROR_MID_DELTAS],
+        ("error", "The model service reported an error."),
+    ],
+}
+
+
+def read_raw(url: str) -> bytes:
+    """Every byte of the response at `url`, as the client receives it."""
+    with httpx.Client(timeout=DEADLINE) as client, client.stream("GET", url) as response:
+        assert response.status_code == 200
+        return b"".join(response.iter_bytes())
+
+
+def events_of(raw: bytes) -> list[tuple[str, str]]:
+    """(type, message or content) of each event in `raw`."""
+    parser = EventParser()
+    events = list(parser.feed(raw))
+    parser.end_of_stream()
+    shown = []
+    for event in events:
+        payload = json.loads(event.data)
+        shown.append((event.type, payload.get("message", payload.get("content"))))
+    return shown
+
+
+def ssekit_log(caplog: pytest.LogCaptureFixture) -> str:
+    return "\n".join(r.getMessage() for r in caplog.records if r.name == "ssekit")
+
+
+@pytest.mark.parametrize("model", sorted(LEAK_CASES))
+def test_upstream_secrets_never_reach_the_client_and_are_redacted_in_the_log(
+    chat_server: str, caplog: pytest.LogCaptureFixture, model: str
+) -> None:
+    """An upstream 401 whose message echoes the key, a proxy's 502 HTML page with a token in it,
+    and a mid-stream error payload echoing the key: the bytes the client receives hold neither
+    the key nor the token, only a generic message with the status; the `ssekit` log has the
+    upstream's body with the secret redacted."""
+    caplog.set_level(logging.WARNING, logger="ssekit")
+    raw = read_raw(f"{chat_server}/chat?model={model}")
+    assert LEAKED_KEY.encode() not in raw
+    assert b"sk-live" not in raw
+    assert LEAKED_TOKEN.encode() not in raw
+    assert events_of(raw) == LEAK_CASES[model]
+    logged = ssekit_log(caplog)
+    assert "[REDACTED]" in logged, logged
+    assert LEAKED_KEY not in logged
+    assert LEAKED_TOKEN not in logged
+    if model == "http-502-html":
+        assert "502 Bad Gateway" in logged  # the body is there, for whoever runs the server
+
+
+def test_expose_upstream_errors_shows_the_redacted_upstream_message(fake: FakeOpenAI) -> None:
+    """With `expose_upstream_errors=True` the client's message carries the upstream's own
+    message, still with credentials redacted."""
+    engine = engine_for(fake, expose_upstream_errors=True)
+    status, message = HTTP_ERRORS["http-429"]
+    with pytest.raises(StreamError) as raised:
+        asyncio.run(collect(engine.stream(MESSAGES, model="http-429")))
+    assert str(raised.value) == f"The model service answered {status}: {message}"
+    with pytest.raises(StreamError) as raised:
+        asyncio.run(collect(engine.stream(MESSAGES, model="http-401-key")))
+    assert str(raised.value).startswith(
+        "The model service answered 401: Incorrect API key provided: sk-[REDACTED]."
+    )
+    assert LEAKED_KEY not in str(raised.value)
+    with pytest.raises(StreamError) as raised:
+        asyncio.run(collect(engine.stream(MESSAGES, model="error-mid")))
+    assert str(raised.value) == f"The model service reported an error: {ERROR_MID_MESSAGE}"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "Incorrect API key provided: sk-live-abc123XYZ.",
+            "Incorrect API key provided: sk-[REDACTED].",
+        ),
+        ("Authorization: Bearer abc.def-ghi", "Authorization: Bearer [REDACTED]"),
+        ("GET /v1?api_key=abcd1234&x=1", "GET /v1?api_key=[REDACTED]&x=1"),
+        ('{"api-key": "zzzz", "n": 1}', '{"api-key": "[REDACTED]", "n": 1}'),
+        ("x-api-key: qwerty123", "x-api-key: [REDACTED]"),
+        ("API-KEY=Q1W2", "API-KEY=[REDACTED]"),
+        ("secret key 0123456789abcdef0123456789abcdef", "secret key [REDACTED]"),
+        ("token: dGhpcyBpcyBhIHNlY3JldA==", "token: [REDACTED]"),
+        ('password="hunter2"', 'password="[REDACTED]"'),
+        ("<h1>502 Bad Gateway</h1>", "<h1>502 Bad Gateway</h1>"),
+        ("the monkey has 3 keys and a token", "the monkey has 3 keys and a token"),
+    ],
+)
+def test_redact_secrets(text: str, expected: str) -> None:
+    """Credentials in their usual shapes are replaced; text without any is left alone."""
+    assert redact_secrets(text) == expected
+
+
 # -- relay ---------------------------------------------------------------------------------
 
 #: An upstream stream with every field in play, in pieces as they are written.
@@ -265,7 +371,8 @@ UPSTREAM_PIECES = [
 @pytest.fixture(scope="module")
 def relay_server() -> Iterator[str]:
     """`/upstream` serves `UPSTREAM_PIECES`; `/relay` serves `relay()` of it via `SSEResponse`;
-    `/relay-missing` relays a URL that answers 404."""
+    `/relay-missing` relays a URL that answers 404, `/relay-401` one that answers 401 with a body
+    echoing a key, `/relay-401-exposed` the same with `expose_upstream_errors=True`."""
 
     async def upstream(request: Request) -> Response:
         async def pieces() -> AsyncIterator[bytes]:
@@ -283,11 +390,22 @@ def relay_server() -> Iterator[str]:
         base = str(request.base_url).rstrip("/")
         return SSEResponse(relay(f"{base}/nowhere"))
 
+    async def unauthorized(request: Request) -> Response:
+        return JSONResponse(UNAUTHORIZED_BODY, status_code=401)
+
+    async def relayed_401(request: Request) -> Response:
+        base = str(request.base_url).rstrip("/")
+        expose = request.url.path.endswith("exposed")
+        return SSEResponse(relay(f"{base}/unauthorized", expose_upstream_errors=expose))
+
     app = Starlette(
         routes=[
             Route("/upstream", upstream),
             Route("/relay", relayed),
             Route("/relay-missing", relayed_missing),
+            Route("/unauthorized", unauthorized),
+            Route("/relay-401", relayed_401),
+            Route("/relay-401-exposed", relayed_401),
         ]
     )
     with uvicorn_server(app) as url:
@@ -340,3 +458,27 @@ def test_relay_of_a_failing_upstream_is_an_error_event(relay_server: str) -> Non
     events = read_all_events(f"{relay_server}/relay-missing")
     assert [event.type for event in events] == ["error"]
     assert "404" in json.loads(events[0].data)["message"]
+
+
+def test_relay_of_an_upstream_401_does_not_leak_its_body(
+    relay_server: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An upstream answering 401 with a body that echoes the key: the client receives only "The
+    upstream stream answered 401." (not the key, in any byte); the log has the body, redacted.
+    With `expose_upstream_errors=True` the upstream's message is shown, still redacted."""
+    caplog.set_level(logging.WARNING, logger="ssekit")
+    raw = read_raw(f"{relay_server}/relay-401")
+    assert LEAKED_KEY.encode() not in raw
+    assert b"sk-live" not in raw
+    assert events_of(raw) == [("error", "The upstream stream answered 401.")]
+    logged = ssekit_log(caplog)
+    assert "sk-[REDACTED]" in logged
+    assert LEAKED_KEY not in logged
+    exposed = events_of(read_raw(f"{relay_server}/relay-401-exposed"))
+    assert exposed == [
+        (
+            "error",
+            "The upstream stream answered 401: Incorrect API key provided: sk-[REDACTED]. "
+            "You can find your API key at ...",
+        )
+    ]
