@@ -25,6 +25,14 @@ def main(argv: list[str] | None = None) -> int:
         default="SSEKIT_API_KEY",
         help="the environment variable holding the API key (SSEKIT_API_KEY)",
     )
+    demo.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="also answer requests for this Host name (or name:port); repeatable. "
+        "127.0.0.1, localhost and [::1] always are",
+    )
     demo.add_argument("--delay", type=float, default=0.05, help="demo engine seconds per token")
     args = parser.parse_args(argv)
 
@@ -43,7 +51,10 @@ def main(argv: list[str] | None = None) -> int:
         )
     else:
         engine = DemoEngine(delay=args.delay)
-    app = create_app(database=args.db, engine=engine)
+    allowed = list(args.allowed_host)
+    if args.host not in ("0.0.0.0", "::", ""):  # the address it listens on is a name it answers to
+        allowed.append(f"[{args.host}]" if ":" in args.host else args.host)
+    app = create_app(database=args.db, engine=engine, allowed_hosts=allowed)
     print(f"ssekit demo on http://{args.host}:{args.port}/  (Ctrl+C to stop)", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0

@@ -23,7 +23,7 @@ from chromium import BROWSER_MARKS, launch_chromium
 from playwright.sync_api import Browser, Page
 
 from ssekit.ai import DemoEngine
-from ssekit.demo import create_app
+from ssekit.demo import SESSION_COOKIE, create_app
 from ssekit.memory import SQLiteMemory
 
 pytestmark = BROWSER_MARKS
@@ -41,7 +41,7 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
-    """A fresh browser context (its own localStorage, so its own chat session)."""
+    """A fresh browser context (its own cookies, so its own chat session)."""
     context = browser.new_context()
     try:
         page = context.new_page()
@@ -140,8 +140,10 @@ def reload_and_wait_for(page: Page, count: int) -> list[dict[str, Any]]:
 
 
 def session_of(page: Page) -> str:
-    session: str = page.evaluate("localStorage.getItem('ssekit-demo-session')")
-    return session
+    """The session id the server gave this page's browser context (its HttpOnly cookie)."""
+    cookies = [c for c in page.context.cookies() if c["name"] == SESSION_COOKIE]
+    assert len(cookies) == 1, cookies
+    return cookies[0]["value"]
 
 
 def as_shown(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:

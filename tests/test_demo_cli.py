@@ -22,6 +22,7 @@ import pytest
 from asgi_servers import StreamReader
 
 from ssekit.ai import DemoEngine
+from ssekit.demo import SESSION_COOKIE
 from ssekit.memory import SQLiteMemory
 
 pytestmark = pytest.mark.timeout(60)
@@ -147,6 +148,7 @@ def test_sigint_with_a_stream_open_ends_it_and_exits_promptly(
         httpx.Client(timeout=10) as client,
         client.stream("GET", f"{demo.url}/api/ask?q=hello") as response,
     ):
+        session = response.cookies[SESSION_COOKIE]
         reader = StreamReader(response)
         received = [json.loads(event.data)["content"] for event in reader.events(2)]
         took = demo.interrupt()
@@ -156,7 +158,7 @@ def test_sigint_with_a_stream_open_ends_it_and_exits_promptly(
     assert demo.process.returncode == 0, demo.output()
     assert all(event.type == "message" for event in rest)
     received += [json.loads(event.data)["content"] for event in rest]
-    messages = SQLiteMemory(str(demo.database), parent=("ChatSession", "curl")).get_messages()
+    messages = SQLiteMemory(str(demo.database), parent=("ChatSession", session)).get_messages()
     assert messages[0] == {"role": "user", "content": "hello"}
     assert messages[1]["partial"] is True
     assert messages[1]["content"].startswith("".join(received))

@@ -5,28 +5,51 @@ restarts), a `MemoryBroker` topic per reply lets a dropped connection resume wit
 `Last-Event-ID`, and `SSEResponse` serves it under Starlette.  Replies come from the offline
 `DemoEngine`, or from an OpenAI-compatible endpoint when a base URL is given.
 
-Routes: `GET /` the page; `GET /api/history?session=S`; `POST /api/chat` `{"session", "content"}`
-starts a reply and returns its id and the event id to follow it `after`; `GET /api/replies/{id}`
-streams it (`message` events with `{"content"}` chunks, then `done`);
-`POST /api/replies/{id}/stop` stops it (the partial reply is kept); `GET /api/ask?q=...` streams
-a one-off reply directly (for `curl -N`).
+Routes: `GET /` the page; `GET /api/history`; `POST /api/chat` `{"content"}` starts a reply and
+returns its id and the event id to follow it `after`; `GET /api/replies/{id}` streams it
+(`message` events with `{"content"}` chunks, then `done`); `POST /api/replies/{id}/stop` stops it
+(the partial reply is kept); `GET /api/ask?q=...` streams a one-off reply directly (for
+`curl -N`).
+
+Safe by default, since it is what people run first and copy from:
+
+- The server issues each browser its session: an unguessable id in an `HttpOnly`,
+  `SameSite=Lax` cookie.  A browser reads and writes only its own chat and replies; a caller
+  without the cookie gets a fresh session (there is no shared default).
+- Every request must name an allowed `Host` (127.0.0.1, localhost and [::1] by default, any
+  port), else 400: a DNS-rebound name never reaches the app.
+- State changes are POSTs with `Content-Type: application/json` (else 415) whose `Origin` is the
+  page's own (else 403), with a body of at most `max_body` bytes (else 413, read no further).
+  `GET /api/ask` runs the engine, so a browser may call it only from the page's own origin
+  (`Sec-Fetch-Site`), never from an image or a link on another site.
+- A reply's error shows only a `StreamError`'s text; anything else is logged and reported with
+  a generic message.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import json
+import logging
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
+from http.cookies import SimpleCookie
 from importlib import resources
 from typing import Any
+from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ssekit._errors import StreamError
 from ssekit._event import Event
 from ssekit._registry import StreamRegistry
 from ssekit.adapters.starlette import SSEResponse, broker_route
@@ -34,18 +57,162 @@ from ssekit.ai import DemoEngine, Engine
 from ssekit.broker import MemoryBroker
 from ssekit.memory import SQLiteMemory
 
-__all__ = ["create_app"]
+__all__ = ["DEFAULT_ALLOWED_HOSTS", "MAX_BODY", "SESSION_COOKIE", "create_app"]
 
 #: A reply nobody listens to any more is stopped after this many seconds (a reload or a
 #: dropped connection comes back well within it).
 ABANDONED_AFTER = 15.0
-_SESSION_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
+#: The cookie holding the browser's session id.
+SESSION_COOKIE = "ssekit_session"
+#: Host names the demo answers to on any port; `create_app(allowed_hosts=...)` adds more.
+DEFAULT_ALLOWED_HOSTS = ("127.0.0.1", "localhost", "[::1]")
+#: The largest request body accepted, in bytes.
+MAX_BODY = 32 * 1024
+#: The longest message or question, in characters.
+MAX_CONTENT = 8000
+#: What the client sees when a reply fails for a reason that is not a `StreamError`.
+REPLY_FAILED = "The reply failed on the server."
+
+_SESSION_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
+_SESSION_MAX_AGE = 365 * 24 * 3600
+#: What a browser's `Sec-Fetch-Site` says for a request from the page itself or typed by the user.
+_OWN_FETCH_SITES = frozenset({"same-origin", "none"})
+
+logger = logging.getLogger("ssekit")
 
 
-def _session(value: object) -> str:
-    if not isinstance(value, str) or not 0 < len(value) <= 64 or set(value) - _SESSION_CHARS:
-        raise ValueError("session must be 1 to 64 letters, digits, '-' or '_'.")
-    return value
+def _valid_session(value: str | None) -> bool:
+    return value is not None and 20 <= len(value) <= 64 and not set(value) - _SESSION_CHARS
+
+
+def _session_of(request: Request) -> tuple[str, bool]:
+    """The request's session id, and whether it is new (then the response must set the cookie)."""
+    value = request.cookies.get(SESSION_COOKIE)
+    if value is not None and _valid_session(value):
+        return value, False
+    return secrets.token_urlsafe(24), True
+
+
+def _cookie_headers(session: str, new: bool) -> dict[str, str]:
+    """The `Set-Cookie` header that hands a new session to the browser (none for a known one)."""
+    if not new:
+        return {}
+    cookie: SimpleCookie = SimpleCookie()
+    cookie[SESSION_COOKIE] = session
+    morsel = cookie[SESSION_COOKIE]
+    morsel["path"] = "/"
+    morsel["httponly"] = True
+    morsel["samesite"] = "Lax"
+    morsel["max-age"] = _SESSION_MAX_AGE
+    return {"set-cookie": morsel.OutputString()}
+
+
+def _owner_tag(session: str) -> str:
+    """A short, one-way tag of a session: a reply's topic starts with its owner's tag."""
+    return hashlib.sha256(session.encode()).hexdigest()[:16]
+
+
+def _owns(session: str, reply: str) -> bool:
+    return reply.startswith(_owner_tag(session) + ".")
+
+
+def _split_host(host: str) -> tuple[str, str | None]:
+    """`"name:port"` -> ("name", "port"); IPv6 literals keep their brackets."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        name, _, rest = host.partition("]")
+        return name + "]", rest[1:] if rest.startswith(":") else None
+    name, colon, port = host.partition(":")
+    return name, port if colon else None
+
+
+def _host_allowed(host: str | None, allowed: frozenset[str]) -> bool:
+    """`host` is an allowed name (any port), or an allowed `name:port` exactly."""
+    if not host:
+        return False
+    name, port = _split_host(host)
+    return name in allowed or (port is not None and f"{name}:{port}" in allowed)
+
+
+def _refuse(status: int, reason: str) -> Response:
+    return JSONResponse({"error": reason}, status_code=status)
+
+
+class _Guard:
+    """ASGI middleware: allowed hosts on every request; for every other method than GET/HEAD,
+    the page's own `Origin`, a JSON body, and at most `max_body` bytes of it (read incrementally,
+    so an oversized body is refused before it is held in memory)."""
+
+    def __init__(self, app: ASGIApp, *, allowed_hosts: frozenset[str], max_body: int) -> None:
+        self.app = app
+        self.allowed_hosts = allowed_hosts
+        self.max_body = max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        host = headers.get("host")
+        if not _host_allowed(host, self.allowed_hosts):
+            reason = "Unknown Host header: start the demo with --allowed-host NAME to serve it."
+            await _refuse(400, reason)(scope, receive, send)
+            return
+        if scope["method"] in ("GET", "HEAD"):
+            await self.app(scope, receive, send)
+            return
+        refusal = _check_write(headers, host or "", self.max_body)
+        if refusal is not None:
+            await refusal(scope, receive, send)
+            return
+        body = bytearray()
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body += message.get("body", b"")
+            if len(body) > self.max_body:
+                await _refuse(413, f"The body is over {self.max_body} bytes.")(scope, receive, send)
+                return
+            if not message.get("more_body", False):
+                break
+        await self.app(scope, _replay(bytes(body), receive), send)
+
+
+def _check_write(headers: Headers, host: str, max_body: int) -> Response | None:
+    """The refusal for a state-changing request that is not from the page itself, else None."""
+    origin = headers.get("origin")
+    if origin is None or urlsplit(origin).netloc.lower() != host.strip().lower():
+        return _refuse(403, "Cross-origin request refused: the Origin must be this page's.")
+    media_type = headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media_type != "application/json":
+        return _refuse(415, "The body must be JSON (Content-Type: application/json).")
+    length = headers.get("content-length")
+    if length is not None and (not length.isdigit() or int(length) > max_body):
+        return _refuse(413, f"The body is over {max_body} bytes.")
+    return None
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A `receive` that hands the app the body read already, then the real `receive`."""
+    pending = True
+
+    async def replayed() -> Message:
+        nonlocal pending
+        if pending:
+            pending = False
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replayed
+
+
+def _content(value: object, name: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{name} must be a non-empty string.")
+    if len(value) > MAX_CONTENT:
+        raise ValueError(f"{name} must be at most {MAX_CONTENT} characters.")
+    return value.strip()
 
 
 class _Replies:
@@ -64,7 +231,7 @@ class _Replies:
         """Start a reply; return its id and the event id to follow it from (nothing is missed)."""
         memory = self.memory(session)
         memory.add_user_message(content)
-        reply_id = secrets.token_urlsafe(8)
+        reply_id = f"{_owner_tag(session)}.{secrets.token_urlsafe(12)}"
         after = self.broker.publish(reply_id, {"reply": reply_id}, event="start")
         task = asyncio.get_running_loop().create_task(self._run(reply_id, memory))
         self.tasks[reply_id] = task
@@ -90,7 +257,12 @@ class _Replies:
             outcome = "stopped"
         except Exception as exc:
             outcome = "failed"
-            await self.broker.apublish(topic, {"message": str(exc)}, event="error")
+            if isinstance(exc, StreamError):
+                message = exc.message
+            else:
+                logger.exception("ssekit demo: the reply %s failed", reply_id)
+                message = REPLY_FAILED
+            await self.broker.apublish(topic, {"message": message}, event="error")
         await self.broker.apublish(topic, {"outcome": outcome}, event="done")
 
     def stop(self, reply_id: str) -> bool:
@@ -106,8 +278,19 @@ def create_app(
     database: str = "ssekit-demo.sqlite3",
     engine: Engine | None = None,
     registry: StreamRegistry | None = None,
+    allowed_hosts: Iterable[str] = (),
+    max_body: int = MAX_BODY,
 ) -> Starlette:
-    """The demo's Starlette app, storing chats in `database` and answering with `engine`."""
+    """The demo's Starlette app, storing chats in `database` and answering with `engine`.
+
+    `allowed_hosts` adds names (any port) or `name:port`s to `DEFAULT_ALLOWED_HOSTS`;
+    `max_body` caps a request body in bytes.
+    """
+    if isinstance(allowed_hosts, str):
+        raise TypeError("allowed_hosts must be an iterable of host names, not a str.")
+    if max_body < 1:
+        raise ValueError(f"max_body must be at least 1 byte, not {max_body!r}.")
+    hosts = frozenset(h.strip().lower() for h in (*DEFAULT_ALLOWED_HOSTS, *allowed_hosts))
     engine = engine if engine is not None else DemoEngine()
     broker = MemoryBroker(history_size=5000, history_seconds=600)
     replies = _Replies(engine, broker, database)
@@ -115,39 +298,62 @@ def create_app(
     page = resources.files("ssekit.demo").joinpath("page.html").read_text(encoding="utf-8")
 
     async def index(request: Request) -> Response:
-        return HTMLResponse(page)
+        session, new = _session_of(request)
+        return HTMLResponse(page, headers=_cookie_headers(session, new))
 
     async def history(request: Request) -> Response:
-        try:
-            session = _session(request.query_params.get("session"))
-        except ValueError as exc:
-            return JSONResponse({"error": str(exc)}, status_code=400)
-        return JSONResponse({"messages": replies.memory(session).get_messages()})
+        session, new = _session_of(request)
+        messages = [] if new else replies.memory(session).get_messages()
+        return JSONResponse({"messages": messages}, headers=_cookie_headers(session, new))
 
     async def chat(request: Request) -> Response:
+        session, new = _session_of(request)
         try:
-            payload: Any = await request.json()
-            session = _session(payload.get("session"))
-            content = payload.get("content")
-            if not isinstance(content, str) or not content.strip():
-                raise ValueError("content must be a non-empty string.")
-        except (ValueError, AttributeError) as exc:
-            return JSONResponse({"error": str(exc)}, status_code=400)
-        reply, after = replies.start(session, content.strip())
-        return JSONResponse({"reply": reply, "after": after})
+            payload: Any = json.loads(await request.body())
+            if not isinstance(payload, dict):
+                raise ValueError("the body must be a JSON object.")
+            content = _content(payload.get("content"), "content")
+        except ValueError as exc:
+            return _refuse(400, str(exc))
+        reply, after = replies.start(session, content)
+        body = {"reply": reply, "after": after}
+        return JSONResponse(body, headers=_cookie_headers(session, new))
 
     async def stop(request: Request) -> Response:
-        return JSONResponse({"stopped": replies.stop(request.path_params["reply"])})
+        session, _ = _session_of(request)
+        reply = request.path_params["reply"]
+        if not _owns(session, reply):
+            return _refuse(404, "No such reply.")
+        return JSONResponse({"stopped": replies.stop(reply)})
+
+    def may_follow(request: Request, topics: list[str]) -> bool:
+        session, new = _session_of(request)
+        return not new and all(_owns(session, topic) for topic in topics)
 
     async def ask(request: Request) -> Response:
-        question = request.query_params.get("q", "hello")
+        # A GET that runs the engine: a browser may call it only from this page (or a typed URL),
+        # never from another site's <img>, link or form; curl sends no Sec-Fetch-Site.
+        fetch_site = request.headers.get("sec-fetch-site")
+        origin = request.headers.get("origin")
+        host = request.headers.get("host", "").lower()
+        if (fetch_site is not None and fetch_site not in _OWN_FETCH_SITES) or (
+            origin is not None and urlsplit(origin).netloc.lower() != host
+        ):
+            return _refuse(403, "Cross-site request refused.")
         try:
-            memory = replies.memory(_session(request.query_params.get("session", "curl")))
+            question = _content(request.query_params.get("q", "hello"), "q")
         except ValueError as exc:
-            return JSONResponse({"error": str(exc)}, status_code=400)
+            return _refuse(400, str(exc))
+        session, new = _session_of(request)
+        memory = replies.memory(session)
         memory.add_user_message(question)
         source = memory.record(engine.stream(memory.get_messages()))
-        return SSEResponse(source, end=Event("[DONE]", event="done"), heartbeat=10)
+        return SSEResponse(
+            source,
+            end=Event("[DONE]", event="done"),
+            heartbeat=10,
+            headers=_cookie_headers(session, new),
+        )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
@@ -161,9 +367,10 @@ def create_app(
             Route("/", index),
             Route("/api/history", history),
             Route("/api/chat", chat, methods=["POST"]),
-            broker_route("/api/replies/{topic}", broker, heartbeat=10),
+            broker_route("/api/replies/{topic}", broker, authorize=may_follow, heartbeat=10),
             Route("/api/replies/{reply}/stop", stop, methods=["POST"]),
             Route("/api/ask", ask),
         ],
+        middleware=[Middleware(_Guard, allowed_hosts=hosts, max_body=max_body)],
         lifespan=lifespan,
     )
