@@ -163,3 +163,22 @@ def test_sigint_with_a_stream_open_ends_it_and_exits_promptly(
     assert messages[1]["partial"] is True
     assert messages[1]["content"].startswith("".join(received))
     assert len(messages) == 2
+
+
+def test_allowed_host_adds_a_name_the_demo_answers_to(
+    start_demo: Callable[..., DemoProcess],
+) -> None:
+    """`--allowed-host chat.example` serves requests for that name; another name (a DNS-rebound
+    one) gets 400, while 127.0.0.1 and localhost are always served."""
+    demo = start_demo("--allowed-host", "chat.example")
+    demo.wait_listening()
+    with httpx.Client(timeout=10) as client:
+        for host, status in [
+            ("chat.example", 200),
+            ("localhost", 200),
+            (f"127.0.0.1:{demo.port}", 200),
+            ("evil.example", 400),
+        ]:
+            assert client.get(f"{demo.url}/", headers={"Host": host}).status_code == status, host
+    demo.interrupt()
+    assert demo.process.returncode == 0, demo.output()
