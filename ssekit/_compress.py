@@ -180,12 +180,9 @@ def _brotli_backend() -> ModuleType | None:
 
 def available_codings() -> tuple[str, ...]:
     """The codings this process can write, in the server's order of preference."""
-    found = []
-    if _zstd_backend() is not None:
-        found.append("zstd")
-    if _brotli_backend() is not None:
-        found.append("br")
-    found.append("gzip")
+    installed = {"gzip": True, "br": _brotli_backend() is not None}
+    installed["zstd"] = _zstd_backend() is not None
+    found = [coding for coding in CODINGS if installed[coding]]
     return tuple(found)
 
 
