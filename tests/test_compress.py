@@ -236,6 +236,50 @@ def test_levels_across_their_range(coding: str) -> None:
         assert whole(coding, compressor.compress(data) + compressor.finish()) == data
 
 
+def stdlib_zstd() -> Any:
+    """Python 3.14's `compression.zstd`, or its backport (same API), or None."""
+    import importlib
+
+    for name in ("compression.zstd", "backports.zstd"):
+        with contextlib.suppress(ImportError):
+            return importlib.import_module(name)
+    return None
+
+
+def zstandard_package() -> Any:
+    with contextlib.suppress(ImportError):
+        import zstandard
+
+        return zstandard
+    return None
+
+
+@pytest.mark.parametrize("backend", ["stdlib", "zstandard"])
+def test_each_zstd_backend_flushes_per_batch(backend: str) -> None:
+    """Both zstd backends (`compression.zstd` on 3.14+ or its backport, and `zstandard`) make
+    each batch decodable on arrival, whichever of them `make_compressor` picks here."""
+    from ssekit._compress import _ZstdPackage, _ZstdStdlib
+
+    module = stdlib_zstd() if backend == "stdlib" else zstandard_package()
+    if module is None:
+        pytest.skip(f"the {backend} zstd backend is not installed")
+    compressor = _ZstdStdlib(module, 3) if backend == "stdlib" else _ZstdPackage(module, 3)
+    decoder = (
+        module.ZstdDecompressor()
+        if backend == "stdlib"
+        else module.ZstdDecompressor().decompressobj()
+    )
+    sent = b""
+    decoded = b""
+    for event in token_events(50):
+        sent += event
+        decoded += decoder.decompress(compressor.compress(event))
+        assert decoded == sent
+    decoded += decoder.decompress(compressor.finish())
+    assert decoded == sent
+    assert decoder.eof
+
+
 class Closing:
     """A sync source that records whether its `finally` ran."""
 
