@@ -56,11 +56,13 @@ CODINGS: tuple[str, ...] = ("gzip", "br", "zstd")
 DEFAULT_LEVELS: dict[str, int] = {"gzip": 6, "br": 5, "zstd": 3}
 #: The valid range of `level` for each coding.
 LEVEL_RANGES: dict[str, tuple[int, int]] = {"gzip": (1, 9), "br": (0, 11), "zstd": (1, 19)}
-#: Window sizes (log2 bytes) that bound memory per open stream: an event stream's repeats are
-#: near each other (the previous events), so a 64 KiB window loses little ratio and keeps
-#: thousands of open streams from costing gigabytes.  gzip's window is at most 32 KiB anyway.
+#: Window and match-table sizes (log2) that bound memory per open stream: an event stream's
+#: repeats are near each other (the previous events), so a 64 KiB window and 16 Ki-entry tables
+#: lose little ratio and keep thousands of open streams from costing gigabytes (zstd level 3's
+#: own tables alone take ~800 KiB a stream).  gzip's window is at most 32 KiB anyway.
 BROTLI_LGWIN = 16
 ZSTD_WINDOW_LOG = 16
+ZSTD_TABLE_LOG = 14
 
 _X_ALIASES = {"x-gzip": "gzip"}  # RFC 9110 §8.4.1.3: a recipient SHOULD treat x-gzip as gzip
 
@@ -257,7 +259,12 @@ class _ZstdStdlib:
         self._flush_block = module.ZstdCompressor.FLUSH_BLOCK
         self._flush_frame = module.ZstdCompressor.FLUSH_FRAME
         self._c: Any = module.ZstdCompressor(
-            options={params.compression_level: level, params.window_log: ZSTD_WINDOW_LOG}
+            options={
+                params.compression_level: level,
+                params.window_log: ZSTD_WINDOW_LOG,
+                params.hash_log: ZSTD_TABLE_LOG,
+                params.chain_log: ZSTD_TABLE_LOG,
+            }
         )
 
     def compress(self, batch: bytes) -> bytes:
@@ -277,7 +284,9 @@ class _ZstdPackage:
     coding = "zstd"
 
     def __init__(self, module: ModuleType, level: int) -> None:
-        params = module.ZstdCompressionParameters.from_level(level, window_log=ZSTD_WINDOW_LOG)
+        params = module.ZstdCompressionParameters.from_level(
+            level, window_log=ZSTD_WINDOW_LOG, hash_log=ZSTD_TABLE_LOG, chain_log=ZSTD_TABLE_LOG
+        )
         self._flush_block = module.COMPRESSOBJ_FLUSH_BLOCK
         self._flush_frame = module.COMPRESSOBJ_FLUSH_FINISH
         self._c: Any = module.ZstdCompressor(compression_params=params).compressobj()
