@@ -2,10 +2,10 @@
 
 A compressor normally holds input back until it has enough to compress well, which holds events
 back too (a gzip middleware can deliver a whole stream only when it ends).  Here every write
-batch is compressed and then *sync flushed*: the output ends on a byte boundary the client's
-decompressor can decode up to, so each event reaches `onmessage` as soon as it would
-uncompressed, while the compression window still spans the whole stream (later events reuse
-earlier ones' field names and words, which is where an event stream's ratio comes from).
+batch is compressed and then flushed: the client's decompressor can decode everything written so
+far, so each event reaches `onmessage` as soon as it would uncompressed, while the compression
+window still spans the whole stream (later events reuse earlier ones' field names and words,
+which is where an event stream's ratio comes from).
 
 Framework-neutral: the serving core calls `CompressionPolicy.choose()` with the request's
 `Accept-Encoding`, adds `CompressionPolicy.headers()` to the response, and wraps the stream's
@@ -99,10 +99,7 @@ def _weight(params: str) -> float | None:
     q = 1.0
     for param in params.split(";"):
         key, eq, raw = param.partition("=")
-        key = key.strip().lower()
-        if not key:
-            continue
-        if key != "q":
+        if key.strip().lower() != "q":
             continue  # other parameters carry no meaning for content codings
         raw = raw.strip()
         if not eq or not raw or len(raw) > 5 or not all(c in "0123456789." for c in raw):
@@ -120,8 +117,8 @@ def negotiate(accept_encoding: str | None, allowed: Iterable[str]) -> str | None
     """The coding to send for this `Accept-Encoding`, from `allowed`; None: send identity.
 
     RFC 9110 §12.5.3: a coding is acceptable when listed with q > 0, or not listed while `*` is
-    (with q > 0).  The highest q wins; a tie goes to the server's order (`CODINGS`: zstd, br,
-    gzip).  Identity wins instead when the client weights it (explicitly, or through `*`)
+    (with q > 0).  The highest q wins; a tie goes to the server's order (`CODINGS`: gzip, br,
+    zstd).  Identity wins instead when the client weights it (explicitly, or through `*`)
     strictly above the best coding.  No header at all means "anything", but uncompressed is
     the safe reading for clients that never ask (curl, old proxies), so it gives None; an
     empty header asks for identity.  `identity;q=0` cannot be honoured when no allowed coding

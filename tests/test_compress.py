@@ -313,6 +313,31 @@ def test_sync_body_wraps_a_stream(coding: str) -> None:
     assert source.closed.is_set()
 
 
+@pytest.mark.parametrize("coding", AVAILABLE)
+def test_heartbeats_are_flushed_like_events(coding: str) -> None:
+    """A quiet source: each heartbeat is its own write, and decodes as soon as it is written."""
+    release = threading.Event()
+
+    def quiet() -> Iterator[str]:
+        release.wait(10)
+        yield "done"
+
+    body = CompressedBody(to_sse(quiet(), heartbeat=0.05), make_compressor(coding))
+    decode = decompressor(coding)
+    decoded = []
+    try:
+        for piece in body:
+            decoded.append(decode(piece))
+            if decoded.count(b": ping\n\n") == 3:
+                release.set()
+    finally:
+        release.set()
+        body.close()
+    assert decoded[0] == b": ok\n\n"
+    assert decoded[1:4] == [b": ping\n\n"] * 3
+    assert [e.data for e in parse(b"".join(decoded))] == ["done"]
+
+
 def test_sync_body_close_closes_the_stream_midway() -> None:
     source = Closing(None)
     body = CompressedBody(to_sse(source, heartbeat=None), make_compressor("gzip"))
