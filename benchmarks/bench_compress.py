@@ -1,6 +1,6 @@
 """Compression benchmark: bytes on the wire and per-event latency, compressed vs uncompressed.
 
-Run:  python benchmarks/bench_compress.py [--quick]
+Run:  python benchmarks/bench_compress.py [--quick] [--browser]
 
 Two streams: an LLM token stream (1,000 tokens, `{"content": "..."}` per token) and a JSON
 progress stream (500 `progress` events with an id).  For each coding installed (identity, gzip,
@@ -14,7 +14,9 @@ br, zstd; `pip install -e '.[compress]'` for the last two):
 - **CPU**: compressing every batch of the stream, best of several rounds, per event.
 - **memory**: resident memory per open stream's compressor after 200 events (200 streams).
 - **latency**: uvicorn serving the token stream at one event per 10 ms to an httpx client on
-  127.0.0.1: time from the source yielding an event to the client parsing it.
+  127.0.0.1: time from the source yielding an event to the client parsing it.  With `--browser`,
+  also headless Chromium's `EventSource` at one event per 200 ms, directly and through nginx
+  (its default proxy settings) when nginx is installed: yield to `onmessage`.
 """
 
 from __future__ import annotations
@@ -24,21 +26,31 @@ import asyncio
 import contextlib
 import platform
 import random
+import shutil
+import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import zlib
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 import httpx
 import uvicorn
 
 import ssekit
 from ssekit import EventParser, to_sse
-from ssekit._compress import CompressionPolicy, StreamCompressor, available_codings
+from ssekit._compress import (
+    AsyncCompressedBody,
+    CompressionPolicy,
+    StreamCompressor,
+    available_codings,
+)
 from ssekit._compress import make_compressor as _make
 from ssekit.adapters._common import SSE_HEADERS
 
@@ -137,6 +149,7 @@ def cpu_per_event(
 
 _MEMORY_PROBE = """
 import sys
+import tempfile
 from ssekit._compress import make_compressor
 def rss():
     with open("/proc/self/status") as status:
@@ -174,24 +187,51 @@ async def paced(n: int, interval: float) -> AsyncIterator[dict[str, Any]]:
     for i, token in enumerate(llm_tokens(n)):
         if i:
             await asyncio.sleep(interval)
-        yield {**token, "t": time.time()}
+        yield {**token, "t": time.time(), "last": i == n - 1}
 
 
-def app_for(policy: CompressionPolicy, n: int, interval: float) -> Any:
+PAGE = b"""<!doctype html><meta charset="utf-8"><title>bench</title>
+<script>
+window.arrivals = [];
+window.start = (url) => {
+  const es = new EventSource(url);
+  es.onmessage = (e) => {
+    const d = JSON.parse(e.data);
+    window.arrivals.push(performance.timeOrigin + performance.now() - d.t * 1000);
+    if (d.last) es.close();
+  };
+};
+</script>"""
+
+
+def app_for(default: CompressionPolicy) -> Any:
+    """`/` a page for the browser; `/events?n=N&interval=S&only=CODING` the paced token stream
+    (`only`: the one coding allowed, or "identity"; default: `default`)."""
+    policies = {"identity": CompressionPolicy(False)}
+    policies.update((c, CompressionPolicy((c,))) for c in available_codings())
+
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
             while (await receive())["type"] != "lifespan.shutdown":
                 await send({"type": "lifespan.startup.complete"})
             await send({"type": "lifespan.shutdown.complete"})
             return
+        if scope["path"] == "/":
+            page_headers = [(b"content-type", b"text/html")]
+            await send({"type": "http.response.start", "status": 200, "headers": page_headers})
+            await send({"type": "http.response.body", "body": PAGE})
+            return
+        query = dict(parse_qsl(scope["query_string"].decode()))
+        policy = policies.get(query.get("only", ""), default)
         accept = dict(scope["headers"]).get(b"accept-encoding", b"").decode("latin-1")
         coding = policy.choose(accept)
         headers = [*SSE_HEADERS, *policy.headers(coding)]
         raw = [(k.lower().encode(), v.encode()) for k, v in headers]
         await send({"type": "http.response.start", "status": 200, "headers": raw})
+        n, interval = int(query.get("n", "100")), float(query.get("interval", "0.01"))
         body: Any = to_sse(paced(n, interval), heartbeat=None, flush="each")
         if coding is not None:
-            body = ssekit._compress.AsyncCompressedBody(body, policy.compressor(coding))
+            body = AsyncCompressedBody(body, policy.compressor(coding))
         try:
             async for piece in body:
                 await send({"type": "http.response.body", "body": piece, "more_body": True})
@@ -220,13 +260,89 @@ def serve(app: Any) -> Iterator[str]:
 def latency(url: str, accept: str) -> tuple[list[float], int]:
     """Delays (ms) from yield to parse, and the bytes received on the wire."""
     parser = EventParser()
-    delays = []
+    delays: list[float] = []
     with httpx.stream("GET", url, headers={"Accept-Encoding": accept}, timeout=30) as response:
         for data in response.iter_bytes():
             now = time.time()
             delays.extend((now - event.json()["t"]) * 1000 for event in parser.feed(data))
         wire = response.num_bytes_downloaded
     return delays, wire
+
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def browser_rows(urls: dict[str, str], n: int, interval: float) -> None:
+    """Each coding in headless Chromium: delay from yield to `onmessage`, per event."""
+    from playwright.sync_api import sync_playwright
+
+    print(f"\nChromium EventSource, {n} tokens one per {interval * 1000:.0f} ms, flush='each'")
+    print(f"  {'route':10} {'coding':10} {'median':>8} {'p95':>8} {'max':>8}")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=shutil.which("chromium"), args=CHROMIUM_ARGS, headless=True
+        )
+        try:
+            for route, url in urls.items():
+                for coding in ("identity", *available_codings()):
+                    context = browser.new_context()
+                    page = context.new_page()
+                    page.goto(f"{url}/")
+                    stream = f"{url}/events?n={n}&interval={interval}&only={coding}"
+                    page.evaluate("(url) => window.start(url)", stream)
+                    page.wait_for_function(f"window.arrivals.length >= {n}", timeout=60_000)
+                    delays: list[float] = page.evaluate("window.arrivals")
+                    context.close()
+                    print(
+                        f"  {route:10} {coding:10} {statistics.median(delays):>6.2f}ms "
+                        f"{pct(delays, 0.95):>6.2f}ms {max(delays):>6.2f}ms"
+                    )
+        finally:
+            browser.close()
+
+
+@contextlib.contextmanager
+def nginx(upstream: str) -> Iterator[str | None]:
+    """nginx with its default proxy settings in front of `upstream`, or None without nginx."""
+    binary = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")
+    if binary is None:
+        yield None
+        return
+    with tempfile.TemporaryDirectory() as work, socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+        probe.close()
+        temp = "\n".join(f"    {kind}_temp_path {work}/{kind};" for kind in TEMP_KINDS)
+        config = Path(work, "nginx.conf")
+        config.write_text(
+            f"daemon off; master_process off; pid {work}/nginx.pid;\n"
+            f"error_log {work}/error.log warn;\nevents {{ worker_connections 64; }}\n"
+            f"http {{\n    access_log off;\n{temp}\n"
+            f"    server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass {upstream}; }} }}\n"
+            "}\n"
+        )
+        process = subprocess.Popen([binary, "-p", work, "-c", str(config)])
+        try:
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port)):
+                    break
+                time.sleep(0.05)
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            process.terminate()
+            process.wait(10)
+
+
+TEMP_KINDS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
 
 
 def pct(values: list[float], q: float) -> float:
@@ -237,6 +353,11 @@ def pct(values: list[float], q: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds, a shorter HTTP run")
+    parser.add_argument(
+        "--browser",
+        action="store_true",
+        help="also headless Chromium (Playwright, Debian's chromium), directly and via nginx",
+    )
     args = parser.parse_args()
     rounds = 5 if args.quick else 20
     http_events, interval = (50, 0.01) if args.quick else (200, 0.01)
@@ -245,7 +366,10 @@ def main() -> None:
         f"ssekit {ssekit.__version__}, Python {platform.python_version()}, zlib {zlib.ZLIB_VERSION}"
     )
     print(f"codings installed: {', '.join(available_codings())}")
-    streams = {"LLM tokens (1,000)": llm_tokens(1000), "JSON progress (500)": progress(500)}
+    streams: dict[str, list[Any]] = {
+        "LLM tokens (1,000)": llm_tokens(1000),
+        "JSON progress (500)": progress(500),
+    }
     target_failed = False
     for name, chunks in streams.items():
         n = len(chunks)
@@ -274,14 +398,18 @@ def main() -> None:
     )
     print(f"  {'coding':10} {'median':>8} {'p95':>8} {'max':>8} {'wire bytes':>11}")
     policy = CompressionPolicy(True)
-    with serve(app_for(policy, http_events, interval)) as url:
+    with serve(app_for(policy)) as url:
         for coding in ("identity", *available_codings()):
-            delays, wire = latency(url, coding)
+            delays, wire = latency(f"{url}/events?n={http_events}&interval={interval}", coding)
             assert len(delays) == http_events, (coding, len(delays))
             print(
                 f"  {coding:10} {statistics.median(delays):>6.2f}ms {pct(delays, 0.95):>6.2f}ms "
                 f"{max(delays):>6.2f}ms {wire:>11,}"
             )
+        if args.browser:
+            with nginx(url) as proxied:
+                urls = {"direct": url} if proxied is None else {"direct": url, "nginx": proxied}
+                browser_rows(urls, 10 if args.quick else 50, 0.2)
     if target_failed:
         print("\nA target failed (see above).")
 

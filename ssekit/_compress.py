@@ -117,10 +117,10 @@ def negotiate(accept_encoding: str | None, allowed: Iterable[str]) -> str | None
     """The coding to send for this `Accept-Encoding`, from `allowed`; None: send identity.
 
     RFC 9110 §12.5.3: a coding is acceptable when listed with q > 0, or not listed while `*` is
-    (with q > 0).  The highest q wins; a tie goes to the server's order (`CODINGS`: gzip, br,
-    zstd).  Identity wins instead when the client weights it (explicitly, or through `*`)
-    strictly above the best coding.  No header at all means "anything", but uncompressed is
-    the safe reading for clients that never ask (curl, old proxies), so it gives None; an
+    (with q > 0).  The highest q wins; a tie goes to the first in `allowed` (the server's
+    preference).  Identity wins instead when the client weights it (explicitly, or through
+    `*`) strictly above the best coding.  No header at all means "anything", but uncompressed
+    is the safe reading for clients that never ask (curl, old proxies), so it gives None; an
     empty header asks for identity.  `identity;q=0` cannot be honoured when no allowed coding
     is acceptable: the response is then sent uncompressed anyway, which every client reads.
     """
@@ -130,10 +130,9 @@ def negotiate(accept_encoding: str | None, allowed: Iterable[str]) -> str | None
     star = weights.get("*")
     best: str | None = None
     best_q = 0.0
-    allowed_set = set(allowed)
-    for coding in CODINGS:
-        if coding not in allowed_set:
-            continue
+    for coding in allowed:
+        if coding in ("*", "identity"):
+            continue  # not codings a response can be sent in
         q = weights.get(coding, star if star is not None else 0.0)
         if q > best_q:
             best, best_q = coding, q
@@ -346,9 +345,11 @@ def _missing(coding: str, package: str) -> str:
 class CompressionPolicy:
     """The `compress=` option of an app or view, validated when it is built.
 
-    `compress=False` (the default): never compress.  `True`: every coding installed here.
-    A tuple such as `("gzip",)` or `("zstd", "gzip")`: only those (a coding whose package is
-    missing is an error now, not a surprise per request).  `levels` overrides `DEFAULT_LEVELS`.
+    `compress=False` (the default): never compress.  `True`: every coding installed here, in
+    `CODINGS` order (gzip first).  A tuple such as `("gzip",)` or `("zstd", "gzip")`: only
+    those, preferred in that order when a client accepts several equally (a coding whose
+    package is missing is an error now, not a surprise per request).  `levels` overrides
+    `DEFAULT_LEVELS`.
     """
 
     __slots__ = ("codings", "levels")
@@ -356,7 +357,7 @@ class CompressionPolicy:
     def __init__(
         self, compress: bool | Iterable[str] = False, *, levels: dict[str, int] | None = None
     ) -> None:
-        #: The codings this app may send, in the server's order of preference; () when off.
+        #: The codings this app may send, most preferred first; () when off.
         self.codings: tuple[str, ...]
         if compress is True:
             self.codings = available_codings()
@@ -379,7 +380,7 @@ class CompressionPolicy:
                     raise ValueError(_missing(coding, package))
             if not wanted:
                 raise ValueError("compress=() allows no coding; use compress=False to turn it off.")
-            self.codings = tuple(c for c in CODINGS if c in wanted)
+            self.codings = tuple(dict.fromkeys(wanted))  # the app's order, each once
         levels = dict(levels or {})
         for coding, level in levels.items():
             _check_level(coding, level)

@@ -99,6 +99,7 @@ ALL = ("gzip", "br", "zstd")
         ("br, zstd", ALL, "br"),
         ("zstd", ALL, "zstd"),
         ("zstd", ("gzip",), None),  # nothing allowed is acceptable
+        ("gzip, zstd", ("zstd", "gzip"), "zstd"),  # a tie goes to the app's order
         ("gzip;q=0.5, br;q=0.8", ALL, "br"),  # the client's weights first
         ("gzip;q=0.5, br;q=0.8", ("gzip",), "gzip"),
         ("gzip;q=0", ALL, None),
@@ -162,6 +163,9 @@ def test_policy_codings_and_headers() -> None:
     assert only.codings == ("gzip",)
     assert only.choose("br, zstd") is None
     assert only.levels["gzip"] == 1
+    assert CompressionPolicy(["gzip", "gzip"]).codings == ("gzip",)
+    if "zstd" in AVAILABLE:
+        assert CompressionPolicy(("zstd", "gzip")).choose("gzip, zstd") == "zstd"
 
 
 @pytest.mark.parametrize(
