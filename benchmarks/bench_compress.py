@@ -9,8 +9,8 @@ br, zstd; `pip install -e '.[compress]'` for the last two):
 - **bytes**: the stream's real write batches (`to_sse()` output) compressed as the serving core
   does, one flush per batch.  `flush="each"` writes every event on its own (what a token stream
   paced by a model gets); `flush="auto"` here is a source faster than the consumer, so
-  `to_sse()` batches what is ready.  The gzip row with `Z_SYNC_FLUSH` shows what ssekit's
-  `Z_PARTIAL_FLUSH` saves.
+  `to_sse()` batches what is ready.  The gzip rows at levels 1 and 9 show why the default is 6;
+  the row with `Z_SYNC_FLUSH` shows what ssekit's `Z_PARTIAL_FLUSH` saves.
 - **CPU**: compressing every batch of the stream, best of several rounds, per event.
 - **memory**: resident memory per open stream's compressor after 200 events (200 streams).
 - **latency**: uvicorn serving the token stream at one event per 10 ms to an httpx client on
@@ -120,6 +120,8 @@ def compressors() -> list[tuple[str, Callable[[], StreamCompressor] | None]]:
     for coding in available_codings():
         rows.append((coding, lambda coding=coding: _make(coding)))  # type: ignore[misc]
         if coding == "gzip":
+            rows.append(("gzip level 1", lambda: _make("gzip", 1)))
+            rows.append(("gzip level 9", lambda: _make("gzip", 9)))
             rows.append(("gzip (sync flush)", _SyncFlushGzip))
     return rows
 
