@@ -188,7 +188,7 @@ def available_codings() -> tuple[str, ...]:
 
 
 class StreamCompressor(Protocol):
-    """One stream's compressor: a sync-flushed piece per write batch, then a trailer."""
+    """One stream's compressor: a flushed piece per write batch, then a trailer."""
 
     #: The `Content-Encoding` token: "gzip", "br" or "zstd".
     coding: str
