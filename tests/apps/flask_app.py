@@ -1,21 +1,15 @@
-"""A Flask application using every part of `ssekit.adapters.flask`.
+"""The contract routes (see `apps`) as Flask views, and every other part of
+`ssekit.adapters.flask`.
 
 gunicorn: `apps.flask_app:create_app()` with `SSEKIT_TEST_EVENTS` set to the event log.
 
-Routes (query parameters: `kind` is "sync" or "async", `tag` names a source in the event log):
-    /health              200 "ok": the server is up
-    /sample              `sse_response()` of the `SAMPLE` chunks
-    /decorated           `@sse(end="[DONE]")` on a view returning a source
-    /decorated-gen       `@sse` on a generator view that reads `last_event_id()` as it streams
+Flask-only routes:
+    /decorated            `@sse(end="[DONE]")` on a view returning a source
+    /decorated-gen        `@sse` on a generator view that reads `last_event_id()` as it streams
     /decorated-async-gen  the same with an async generator view
-    /decorated-redirect  `@sse` on a view returning a redirect: passed through
-    /resume              one event: {"last_event_id": last_event_id()} read in the view
-    /context             a `stream_with_context` generator reading `request` while streaming
-    /hold                "ready", then open until the client leaves (logs "closed <tag>")
-    /slow                the first chunk only after `SLOW_START` seconds (logs "closed <tag>")
-    /subscription        a `Subscription` source (logs "iterated"/"closed")
-    /broken              the view raises before returning a source
-    /decorated-broken    an `@sse` view raises before returning a source
+    /decorated-redirect   `@sse` on a view returning a redirect: passed through
+    /decorated-broken     an `@sse` view raises before returning a source
+    /context              a `stream_with_context` generator reading `request` while streaming
 """
 
 from __future__ import annotations
@@ -27,7 +21,19 @@ from typing import Any
 
 from flask import Flask, Response, redirect, request, stream_with_context
 
-from apps import HEARTBEAT, Subscription, events_path, hold, sample, sample_sync, slow
+from apps import (
+    HEARTBEAT,
+    OPTIONS,
+    OPTIONS_SOURCE,
+    SECRET,
+    Subscription,
+    events_path,
+    hold,
+    resume,
+    sample,
+    sample_sync,
+    slow,
+)
 from ssekit import StreamRegistry
 from ssekit.adapters.flask import init_app, last_event_id, sse, sse_response
 
@@ -46,9 +52,45 @@ def create_app(events: str | None = None) -> Flask:
     def health() -> str:
         return "ok"
 
+    # -- the contract routes
+
     @app.get("/sample")
     def sample_view() -> Response:
         return sse_response(sample(request.args["kind"]), heartbeat=HEARTBEAT)
+
+    @app.get("/resume")
+    def resume_view() -> Response:
+        answer = resume(log, request.args.get("tag"), last_event_id(), request.method)
+        return sse_response(answer, heartbeat=HEARTBEAT)
+
+    @app.route("/post", methods=["GET", "POST"])
+    def post_view() -> Response:
+        answer = resume(log, request.args.get("tag"), last_event_id(), request.method)
+        return sse_response(answer, heartbeat=HEARTBEAT)
+
+    @app.get("/options")
+    def options_view() -> Response:
+        return sse_response(list(OPTIONS_SOURCE), heartbeat=HEARTBEAT, **OPTIONS)
+
+    @app.get("/hold")
+    def hold_view() -> Response:
+        source = hold(request.args["kind"], log, request.args["tag"])
+        return sse_response(source, heartbeat=HEARTBEAT)
+
+    @app.get("/slow")
+    def slow_view() -> Response:
+        source = slow(request.args["kind"], log, request.args["tag"])
+        return sse_response(source, heartbeat=HEARTBEAT)
+
+    @app.get("/subscription")
+    def subscription() -> Response:
+        return sse_response(Subscription(log, request.args["tag"]), heartbeat=HEARTBEAT)
+
+    @app.get("/broken")
+    def broken() -> Response:
+        raise ValueError(SECRET)
+
+    # -- Flask only
 
     @app.get("/decorated")
     @sse(end="[DONE]", heartbeat=HEARTBEAT)
@@ -71,9 +113,10 @@ def create_app(events: str | None = None) -> Flask:
     def decorated_redirect() -> Any:
         return redirect("/health")
 
-    @app.get("/resume")
-    def resume() -> Response:
-        return sse_response([{"last_event_id": last_event_id()}], heartbeat=HEARTBEAT)
+    @app.get("/decorated-broken")
+    @sse
+    def decorated_broken() -> Iterator[Any]:
+        raise ValueError(SECRET)
 
     @app.get("/context")
     def context() -> Response:
@@ -84,28 +127,5 @@ def create_app(events: str | None = None) -> Flask:
                 yield {"step": step, "q": request.args["q"], "probe": request.headers["X-Probe"]}
 
         return sse_response(generate(), heartbeat=HEARTBEAT)
-
-    @app.get("/hold")
-    def hold_view() -> Response:
-        source = hold(request.args["kind"], log, request.args["tag"])
-        return sse_response(source, heartbeat=HEARTBEAT)
-
-    @app.get("/slow")
-    def slow_view() -> Response:
-        source = slow(request.args["kind"], log, request.args["tag"])
-        return sse_response(source, heartbeat=HEARTBEAT)
-
-    @app.get("/subscription")
-    def subscription() -> Response:
-        return sse_response(Subscription(log, request.args["tag"]), heartbeat=HEARTBEAT)
-
-    @app.get("/broken")
-    def broken() -> Response:
-        raise ValueError("the view failed before returning a source")
-
-    @app.get("/decorated-broken")
-    @sse
-    def decorated_broken() -> Iterator[Any]:
-        raise ValueError("the view failed before returning a source")
 
     return app
