@@ -15,7 +15,6 @@ import socket
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
-import httpx
 import pytest
 from support.asgi_servers import (
     DEADLINE,
@@ -25,6 +24,7 @@ from support.asgi_servers import (
     Probes,
     StreamReader,
     aticks,
+    client,
     ticks,
     uvicorn_server,
 )
@@ -35,17 +35,11 @@ from ssekit.adapters.asgi import SSEApp
 
 pytestmark = pytest.mark.timeout(30)
 
-#: The client's timeouts: a stream that stops sending fails the read instead of hanging.
-CLIENT_TIMEOUT = httpx.Timeout(5.0)
 #: How many streams the registry tests hold open at once.
 STREAMS = 3
 #: Chunks up to which a source may run ahead of a client that stopped reading: the stream's
 #: pull-ahead (1,024 chunks) plus what the socket buffers hold (a bound, not an exact figure).
 RUN_AHEAD_BOUND = 1024 + 4000
-
-
-def client(url: str) -> httpx.Client:
-    return httpx.Client(base_url=url, timeout=CLIENT_TIMEOUT)
 
 
 def tag_of(request: Any) -> str:

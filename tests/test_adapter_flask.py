@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from apps import SAMPLE_EVENTS, SECRET
 from apps.flask_app import FAREWELL, FAREWELL_RETRY, create_app
-from support.contract import Pair, pair_params, serve_pair
+from support.contract import Pair, pair_params, served_pair
 from support.sse_reader import SSEReader
 from support.waiting import wait_until
 from support.wsgi_servers import EventLog, assert_sse_headers, client, new_tag, werkzeug_server
@@ -30,9 +30,7 @@ pytestmark = pytest.mark.timeout(60)
 def pair(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Pair]:
-    adapter, server = request.param
-    with serve_pair(adapter, server, tmp_path_factory.mktemp(f"{adapter}-{server}")) as running:
-        yield running
+    yield from served_pair(request, tmp_path_factory)
 
 
 def test_sse_decorator_with_options(pair: Pair) -> None:

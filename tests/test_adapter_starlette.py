@@ -42,6 +42,7 @@ from support.asgi_servers import (
     Probes,
     StreamReader,
     aticks,
+    client,
     ticks,
     uvicorn_server,
 )
@@ -52,15 +53,10 @@ from ssekit.adapters.starlette import SSEResponse, last_event_id, sse_route
 
 pytestmark = pytest.mark.timeout(30)
 
-CLIENT_TIMEOUT = httpx.Timeout(5.0)
 #: Trials per case of the disconnect checks.
 TRIALS = 3
 #: The chunk of a source that floods a client.
 BIG_CHUNK = "x" * 16384
-
-
-def client(url: str) -> httpx.Client:
-    return httpx.Client(base_url=url, timeout=CLIENT_TIMEOUT)
 
 
 # -- sources ----------------------------------------------------------------------------------

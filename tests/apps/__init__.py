@@ -180,6 +180,32 @@ def slow(kind: str, log: str, tag: str) -> Iterator[str] | AsyncIterator[str]:
     return slow_async(log, tag) if kind == "async" else slow_sync(log, tag)
 
 
+def raw_routes(log: str) -> dict[str, tuple[Any, dict[str, Any]]]:
+    """The contract routes of the raw adapters: path -> (factory of a request, stream options).
+
+    A factory reads the request's `query`, `last_event_id` and `method` (`SSEWSGIApp` and
+    `SSEApp` hand it the same request object).
+    """
+
+    def answer(request: Any) -> list[dict[str, Any]]:
+        return resume(log, request.query.get("tag"), request.last_event_id, request.method)
+
+    def broken(request: Any) -> list[str]:
+        raise ValueError(SECRET)
+
+    beat = {"heartbeat": HEARTBEAT}
+    return {
+        "/sample": (lambda r: sample(r.query["kind"]), beat),
+        "/resume": (answer, beat),
+        "/post": (answer, {**beat, "methods": ("post",)}),  # any case is fine
+        "/options": (lambda r: list(OPTIONS_SOURCE), {**beat, **OPTIONS}),
+        "/hold": (lambda r: hold(r.query["kind"], log, r.query["tag"]), beat),
+        "/slow": (lambda r: slow(r.query["kind"], log, r.query["tag"]), beat),
+        "/subscription": (lambda r: Subscription(log, r.query["tag"]), beat),
+        "/broken": (broken, beat),
+    }
+
+
 class Subscription:
     """A source holding a resource (as a pub/sub subscription does), released by `close()`.
 

@@ -5,18 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from apps import (
-    HEARTBEAT,
-    OPTIONS,
-    OPTIONS_SOURCE,
-    SECRET,
-    Subscription,
-    events_path,
-    hold,
-    resume,
-    sample,
-    slow,
-)
+from apps import events_path, raw_routes
 from ssekit.adapters.asgi import SSEApp
 
 Scope = MutableMapping[str, Any]
@@ -25,30 +14,11 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-def _broken(request: Any) -> list[str]:
-    raise ValueError(SECRET)
-
-
 def create_app(events: str | None = None) -> ASGIApp:
     """The dispatcher; sources log to `events` (default: the `SSEKIT_TEST_EVENTS` file)."""
-    log = events_path(events)
-
-    def tag(request: Any) -> str:
-        tagged: str = request.query["tag"]
-        return tagged
-
-    def answer(request: Any) -> list[dict[str, Any]]:
-        return resume(log, request.query.get("tag"), request.last_event_id, request.method)
-
     routes: dict[str, SSEApp] = {
-        "/sample": SSEApp(lambda r: sample(r.query["kind"]), heartbeat=HEARTBEAT),
-        "/resume": SSEApp(answer, heartbeat=HEARTBEAT),
-        "/post": SSEApp(answer, methods=("POST",), heartbeat=HEARTBEAT),
-        "/options": SSEApp(lambda r: list(OPTIONS_SOURCE), heartbeat=HEARTBEAT, **OPTIONS),
-        "/hold": SSEApp(lambda r: hold(r.query["kind"], log, tag(r)), heartbeat=HEARTBEAT),
-        "/slow": SSEApp(lambda r: slow(r.query["kind"], log, tag(r)), heartbeat=HEARTBEAT),
-        "/subscription": SSEApp(lambda r: Subscription(log, tag(r)), heartbeat=HEARTBEAT),
-        "/broken": SSEApp(_broken, heartbeat=HEARTBEAT),
+        path: SSEApp(factory, **options)
+        for path, (factory, options) in raw_routes(events_path(events)).items()
     }
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:

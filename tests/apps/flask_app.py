@@ -21,19 +21,7 @@ from typing import Any
 
 from flask import Flask, Response, redirect, request, stream_with_context
 
-from apps import (
-    HEARTBEAT,
-    OPTIONS,
-    OPTIONS_SOURCE,
-    SECRET,
-    Subscription,
-    events_path,
-    hold,
-    resume,
-    sample,
-    sample_sync,
-    slow,
-)
+import apps
 from ssekit import StreamRegistry
 from ssekit.adapters.flask import init_app, last_event_id, sse, sse_response
 
@@ -44,7 +32,7 @@ FAREWELL_RETRY = 500
 
 def create_app(events: str | None = None) -> Flask:
     """The app; sources log to `events` (default: the `SSEKIT_TEST_EVENTS` file)."""
-    log = events_path(events)
+    log = apps.events_path(events)
     app = Flask(__name__)
     init_app(app, StreamRegistry(farewell=FAREWELL, retry=FAREWELL_RETRY))
 
@@ -56,54 +44,54 @@ def create_app(events: str | None = None) -> Flask:
 
     @app.get("/sample")
     def sample_view() -> Response:
-        return sse_response(sample(request.args["kind"]), heartbeat=HEARTBEAT)
+        return sse_response(apps.sample(request.args["kind"]), heartbeat=apps.HEARTBEAT)
 
     @app.get("/resume")
     def resume_view() -> Response:
-        answer = resume(log, request.args.get("tag"), last_event_id(), request.method)
-        return sse_response(answer, heartbeat=HEARTBEAT)
+        answer = apps.resume(log, request.args.get("tag"), last_event_id(), request.method)
+        return sse_response(answer, heartbeat=apps.HEARTBEAT)
 
     @app.route("/post", methods=["GET", "POST"])
     def post_view() -> Response:
-        answer = resume(log, request.args.get("tag"), last_event_id(), request.method)
-        return sse_response(answer, heartbeat=HEARTBEAT)
+        answer = apps.resume(log, request.args.get("tag"), last_event_id(), request.method)
+        return sse_response(answer, heartbeat=apps.HEARTBEAT)
 
     @app.get("/options")
     def options_view() -> Response:
-        return sse_response(list(OPTIONS_SOURCE), heartbeat=HEARTBEAT, **OPTIONS)
+        return sse_response(list(apps.OPTIONS_SOURCE), heartbeat=apps.HEARTBEAT, **apps.OPTIONS)
 
     @app.get("/hold")
     def hold_view() -> Response:
-        source = hold(request.args["kind"], log, request.args["tag"])
-        return sse_response(source, heartbeat=HEARTBEAT)
+        source = apps.hold(request.args["kind"], log, request.args["tag"])
+        return sse_response(source, heartbeat=apps.HEARTBEAT)
 
     @app.get("/slow")
     def slow_view() -> Response:
-        source = slow(request.args["kind"], log, request.args["tag"])
-        return sse_response(source, heartbeat=HEARTBEAT)
+        source = apps.slow(request.args["kind"], log, request.args["tag"])
+        return sse_response(source, heartbeat=apps.HEARTBEAT)
 
     @app.get("/subscription")
     def subscription() -> Response:
-        return sse_response(Subscription(log, request.args["tag"]), heartbeat=HEARTBEAT)
+        return sse_response(apps.Subscription(log, request.args["tag"]), heartbeat=apps.HEARTBEAT)
 
     @app.get("/broken")
     def broken() -> Response:
-        raise ValueError(SECRET)
+        raise ValueError(apps.SECRET)
 
     # -- Flask only
 
     @app.get("/decorated")
-    @sse(end="[DONE]", heartbeat=HEARTBEAT)
+    @sse(end="[DONE]", heartbeat=apps.HEARTBEAT)
     def decorated() -> Iterator[Any]:
-        return sample_sync()
+        return apps.sample_sync()
 
     @app.get("/decorated-gen")
-    @sse(heartbeat=HEARTBEAT)
+    @sse(heartbeat=apps.HEARTBEAT)
     def decorated_gen() -> Iterator[Any]:
         yield {"last_event_id": last_event_id()}
 
     @app.get("/decorated-async-gen")
-    @sse(heartbeat=HEARTBEAT)
+    @sse(heartbeat=apps.HEARTBEAT)
     async def decorated_async_gen() -> AsyncIterator[Any]:
         await asyncio.sleep(0)
         yield {"last_event_id": last_event_id()}
@@ -116,7 +104,7 @@ def create_app(events: str | None = None) -> Flask:
     @app.get("/decorated-broken")
     @sse
     def decorated_broken() -> Iterator[Any]:
-        raise ValueError(SECRET)
+        raise ValueError(apps.SECRET)
 
     @app.get("/context")
     def context() -> Response:
@@ -126,6 +114,6 @@ def create_app(events: str | None = None) -> Flask:
                 time.sleep(0.05)  # well after the view has returned
                 yield {"step": step, "q": request.args["q"], "probe": request.headers["X-Probe"]}
 
-        return sse_response(generate(), heartbeat=HEARTBEAT)
+        return sse_response(generate(), heartbeat=apps.HEARTBEAT)
 
     return app

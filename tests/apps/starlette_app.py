@@ -7,53 +7,42 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from apps import (
-    HEARTBEAT,
-    OPTIONS,
-    OPTIONS_SOURCE,
-    SECRET,
-    Subscription,
-    events_path,
-    hold,
-    resume,
-    sample,
-    slow,
-)
+import apps
 from ssekit.adapters.starlette import SSEResponse, last_event_id
 
 
 def create_app(events: str | None = None) -> Starlette:
     """The app; sources log to `events` (default: the `SSEKIT_TEST_EVENTS` file)."""
-    log = events_path(events)
+    log = apps.events_path(events)
 
     async def health(request: Request) -> Response:
         return PlainTextResponse("ok")
 
     async def sample_view(request: Request) -> Response:
-        return SSEResponse(sample(request.query_params["kind"]), heartbeat=HEARTBEAT)
+        return SSEResponse(apps.sample(request.query_params["kind"]), heartbeat=apps.HEARTBEAT)
 
     async def resume_view(request: Request) -> Response:
         tag = request.query_params.get("tag")
-        answer = resume(log, tag, last_event_id(request), request.method)
-        return SSEResponse(answer, heartbeat=HEARTBEAT)
+        answer = apps.resume(log, tag, last_event_id(request), request.method)
+        return SSEResponse(answer, heartbeat=apps.HEARTBEAT)
 
     async def options_view(request: Request) -> Response:
-        return SSEResponse(list(OPTIONS_SOURCE), heartbeat=HEARTBEAT, **OPTIONS)
+        return SSEResponse(list(apps.OPTIONS_SOURCE), heartbeat=apps.HEARTBEAT, **apps.OPTIONS)
 
     async def hold_view(request: Request) -> Response:
         params = request.query_params
-        return SSEResponse(hold(params["kind"], log, params["tag"]), heartbeat=HEARTBEAT)
+        return SSEResponse(apps.hold(params["kind"], log, params["tag"]), heartbeat=apps.HEARTBEAT)
 
     async def slow_view(request: Request) -> Response:
         params = request.query_params
-        return SSEResponse(slow(params["kind"], log, params["tag"]), heartbeat=HEARTBEAT)
+        return SSEResponse(apps.slow(params["kind"], log, params["tag"]), heartbeat=apps.HEARTBEAT)
 
     async def subscription(request: Request) -> Response:
-        source = Subscription(log, request.query_params["tag"])
-        return SSEResponse(source, heartbeat=HEARTBEAT)
+        source = apps.Subscription(log, request.query_params["tag"])
+        return SSEResponse(source, heartbeat=apps.HEARTBEAT)
 
     async def broken(request: Request) -> Response:
-        raise ValueError(SECRET)
+        raise ValueError(apps.SECRET)
 
     return Starlette(
         routes=[

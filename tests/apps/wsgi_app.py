@@ -8,47 +8,17 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from apps import (
-    HEARTBEAT,
-    OPTIONS,
-    OPTIONS_SOURCE,
-    SECRET,
-    Subscription,
-    events_path,
-    hold,
-    resume,
-    sample,
-    slow,
-)
+from apps import events_path, raw_routes
 from ssekit.adapters.wsgi import SSEWSGIApp
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
-def _broken(request: Any) -> list[str]:
-    raise ValueError(SECRET)
-
-
 def create_app(events: str | None = None) -> WSGIApp:
     """The dispatcher; sources log to `events` (default: the `SSEKIT_TEST_EVENTS` file)."""
-    log = events_path(events)
-
-    def tag(request: Any) -> str:
-        tagged: str = request.query["tag"]
-        return tagged
-
-    def answer(request: Any) -> list[dict[str, Any]]:
-        return resume(log, request.query.get("tag"), request.last_event_id, request.method)
-
     routes: dict[str, WSGIApp] = {
-        "/sample": SSEWSGIApp(lambda r: sample(r.query["kind"]), heartbeat=HEARTBEAT),
-        "/resume": SSEWSGIApp(answer, heartbeat=HEARTBEAT),
-        "/post": SSEWSGIApp(answer, methods=("POST",), heartbeat=HEARTBEAT),
-        "/options": SSEWSGIApp(lambda r: list(OPTIONS_SOURCE), heartbeat=HEARTBEAT, **OPTIONS),
-        "/hold": SSEWSGIApp(lambda r: hold(r.query["kind"], log, tag(r)), heartbeat=HEARTBEAT),
-        "/slow": SSEWSGIApp(lambda r: slow(r.query["kind"], log, tag(r)), heartbeat=HEARTBEAT),
-        "/subscription": SSEWSGIApp(lambda r: Subscription(log, tag(r)), heartbeat=HEARTBEAT),
-        "/broken": SSEWSGIApp(_broken, heartbeat=HEARTBEAT),
+        path: SSEWSGIApp(factory, **options)
+        for path, (factory, options) in raw_routes(events_path(events)).items()
     }
 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:

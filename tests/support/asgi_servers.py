@@ -6,8 +6,10 @@
 - `Probe` / `Probes`: what a test source reports (it started, its `finally` ran, when), to wait
   on with a deadline from the test thread; one probe per request, by tag.
 - `ticks()` / `aticks()`: endless sync and async sources that report to a probe.
-- `SAMPLE_CHUNKS` / `SAMPLE_EVENTS`: chunks of every kind and the events a client must parse.
-- `StreamReader`: reads an httpx streaming response chunk by chunk, parsing events as they come.
+- `SAMPLE_CHUNKS` / `SAMPLE_EVENTS`: chunks of every kind and the events a client must parse
+  (`apps.SAMPLE`, the contract suite's).
+- `StreamReader`: reads an httpx streaming response chunk by chunk, parsing events as they come;
+  `client(url)`: an httpx client for a server's base URL.
 - `latency_summary()`: median and maximum of measured figures, for benchmarks' reports.
 """
 
@@ -22,9 +24,11 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
+import httpx
 import uvicorn
+from apps import SAMPLE as SAMPLE_CHUNKS
+from apps import SAMPLE_EVENTS
 
-from ssekit import Event, MessageEvent
 from support.sse_reader import SSEReader
 from support.waiting import DEADLINE, wait_until
 
@@ -37,6 +41,7 @@ __all__ = [
     "Probes",
     "StreamReader",
     "aticks",
+    "client",
     "hypercorn_server",
     "latency_summary",
     "serve_asgi",
@@ -240,24 +245,9 @@ async def aticks(probe: Probe, interval: float | None = None) -> AsyncIterator[i
         probe.close()
 
 
-#: Chunks of every kind a source may yield...
-SAMPLE_CHUNKS: list[Any] = [
-    "hello",
-    {"n": 1, "text": "café ☕", "list": [1, 2.5, None]},
-    Event("line 1\nline 2\r\nline 3", event="update", id="42"),
-    Event(" leading space and unicode é", event="other"),
-    "",
-    b"bytes are data",
-]
-#: ...and the events a client must parse from them.
-SAMPLE_EVENTS: list[MessageEvent] = [
-    MessageEvent("message", "hello", ""),
-    MessageEvent("message", '{"n":1,"text":"café ☕","list":[1,2.5,null]}', ""),
-    MessageEvent("update", "line 1\nline 2\nline 3", "42"),
-    MessageEvent("other", " leading space and unicode é", "42"),
-    MessageEvent("message", "", "42"),
-    MessageEvent("message", "bytes are data", "42"),
-]
+def client(base_url: str) -> httpx.Client:
+    """An httpx client for `base_url` whose reads give up after 5 s (rather than hang)."""
+    return httpx.Client(base_url=base_url, timeout=httpx.Timeout(5.0))
 
 
 #: The reader the ASGI tests use (the same as the WSGI tests' `SSEReader`).

@@ -28,8 +28,9 @@ WSGI_ADAPTERS = ("wsgi", "flask")
 ASGI_ADAPTERS = ("asgi", "starlette", "fastapi")
 ADAPTERS = WSGI_ADAPTERS + ASGI_ADAPTERS
 WSGI_SERVERS = ("werkzeug", "gthread", "gevent")
-#: Adapters whose own code answers a failed factory (the others leave it to their framework).
-ANSWERS_ERRORS_ITSELF = ("wsgi", "asgi")
+#: Adapters whose own code answers a refused method or a failed factory (the others leave both
+#: to their framework).
+ANSWERS_ITSELF = ("wsgi", "asgi")
 
 _NO_GEVENT = pytest.mark.skipif(
     importlib.util.find_spec("gevent") is None, reason="gunicorn's gevent worker needs gevent"
@@ -94,3 +95,12 @@ def serve_pair(adapter: str, server: str, workdir: Path) -> Iterator[Pair]:
     events = EventLog(workdir / "events.log")
     with ASGI_SERVERS[server](create_app(adapter, str(events.path))) as url:
         yield Pair(adapter, Server(server, url, events))
+
+
+def served_pair(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Pair]:
+    """Body of a module-scoped `pair` fixture whose params are `pair_params(...)`."""
+    adapter, server = request.param
+    with serve_pair(adapter, server, tmp_path_factory.mktemp(f"{adapter}-{server}")) as running:
+        yield running
