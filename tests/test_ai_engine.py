@@ -21,7 +21,6 @@ from typing import Any
 
 import httpx
 import pytest
-from asgi_servers import DEADLINE, StreamReader, latency_summary, uvicorn_server
 from fake_openai import (
     ERROR_MID_DELTAS,
     ERROR_MID_MESSAGE,
@@ -37,6 +36,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+from support.asgi_servers import DEADLINE, StreamReader, latency_summary, uvicorn_server
 
 from ssekit import EventParser, MessageEvent, StreamError
 from ssekit.adapters.starlette import SSEResponse

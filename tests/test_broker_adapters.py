@@ -17,11 +17,12 @@ from typing import Any
 
 import httpx
 import pytest
-from asgi_servers import uvicorn_server
 from flask import Flask
 from redis_server import RedisServer, running_redis
 from starlette.applications import Starlette
-from wsgi_servers import SSE_HEADERS, SSEReader, werkzeug_server
+from support.asgi_servers import uvicorn_server
+from support.sse_reader import SSEReader
+from support.wsgi_servers import SSE_HEADERS, werkzeug_server
 
 from ssekit import EventParser
 from ssekit.adapters.flask import broker_view

@@ -26,8 +26,8 @@ from typing import Any
 import httpx
 import pytest
 import redis
-from processes import BrokerApp
 from redis_server import RedisServer, running_redis
+from support.processes import BrokerApp
 
 from ssekit import EventParser, MessageEvent, to_sse
 from ssekit._frame import Encoded

@@ -28,10 +28,10 @@ from apps.browser_app import (
     new_registry,
     starlette_app,
 )
-from asgi_servers import uvicorn_server
-from chromium import BROWSER_MARKS, launch_chromium
 from playwright.sync_api import Browser, Page
-from wsgi_servers import werkzeug_server
+from support.asgi_servers import uvicorn_server
+from support.chromium import BROWSER_MARKS, launch_chromium
+from support.wsgi_servers import werkzeug_server
 
 from ssekit import StreamRegistry
 

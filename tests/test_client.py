@@ -34,11 +34,15 @@ from dataclasses import dataclass, field
 
 import httpx
 import pytest
-from asgi_servers import SAMPLE_CHUNKS, SAMPLE_EVENTS, uvicorn_server
 from flask import Flask
 from flask import Response as FlaskResponse
 from flask import request as flask_request
-from raw_sse_server import (
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from support.asgi_servers import SAMPLE_CHUNKS, SAMPLE_EVENTS, uvicorn_server
+from support.raw_sse_server import (
     RawConnection,
     RawSSEServer,
     by_connection,
@@ -46,11 +50,7 @@ from raw_sse_server import (
     raw_sse_server,
     stream,
 )
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
-from wsgi_servers import werkzeug_server
+from support.wsgi_servers import werkzeug_server
 
 from ssekit import Event, MessageEvent
 from ssekit.adapters.flask import last_event_id as flask_last_event_id

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 
 import httpx
 import pytest
-from raw_sse_server import RawConnection, RawSSEServer, no_content, raw_sse_server
+from support.raw_sse_server import RawConnection, RawSSEServer, no_content, raw_sse_server
 from test_parse_conformance import CASES, Case
 
 from ssekit import EventParser

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from processes import BrokerApp
 from redis_server import RedisServer, running_redis
+from support.processes import BrokerApp
 
 from ssekit import MessageEvent
 from ssekit.broker import RedisBroker

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from asgi_servers import uvicorn_server
-from chromium import BROWSER_MARKS, launch_chromium
 from playwright.sync_api import Browser, Page
+from support.asgi_servers import uvicorn_server
+from support.chromium import BROWSER_MARKS, launch_chromium
 
 from ssekit.ai import DemoEngine
 from ssekit.demo import SESSION_COOKIE, create_app

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from asgi_servers import StreamReader
+from support.asgi_servers import StreamReader
 
 from ssekit.ai import DemoEngine
 from ssekit.demo import SESSION_COOKIE

@@ -13,8 +13,8 @@ from types import ModuleType
 
 import httpx
 import pytest
-from asgi_servers import uvicorn_server, wait_until
-from wsgi_servers import werkzeug_server
+from support.asgi_servers import uvicorn_server, wait_until
+from support.wsgi_servers import werkzeug_server
 
 from ssekit.testing import read_events
 

@@ -22,12 +22,12 @@ from typing import Any
 
 import httpx
 import pytest
-from asgi_servers import DEADLINE, StreamReader, uvicorn_server, wait_until
 from redis_server import RedisServer, running_redis
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from support.asgi_servers import DEADLINE, StreamReader, uvicorn_server, wait_until
 
 from ssekit import EventParser, StreamError, to_sse
 from ssekit.adapters.starlette import SSEResponse

@@ -1,21 +1,15 @@
-"""A Flask application using every part of `ssekit.adapters.flask`.
+"""The contract routes (see `apps`) as Flask views, and every other part of
+`ssekit.adapters.flask`.
 
 gunicorn: `apps.flask_app:create_app()` with `SSEKIT_TEST_EVENTS` set to the event log.
 
-Routes (query parameters: `kind` is "sync" or "async", `tag` names a source in the event log):
-    /health              200 "ok": the server is up
-    /sample              `sse_response()` of the `SAMPLE` chunks
-    /decorated           `@sse(end="[DONE]")` on a view returning a source
-    /decorated-gen       `@sse` on a generator view that reads `last_event_id()` as it streams
+Flask-only routes:
+    /decorated            `@sse(end="[DONE]")` on a view returning a source
+    /decorated-gen        `@sse` on a generator view that reads `last_event_id()` as it streams
     /decorated-async-gen  the same with an async generator view
-    /decorated-redirect  `@sse` on a view returning a redirect: passed through
-    /resume              one event: {"last_event_id": last_event_id()} read in the view
-    /context             a `stream_with_context` generator reading `request` while streaming
-    /hold                "ready", then open until the client leaves (logs "closed <tag>")
-    /slow                the first chunk only after `SLOW_START` seconds (logs "closed <tag>")
-    /subscription        a `Subscription` source (logs "iterated"/"closed")
-    /broken              the view raises before returning a source
-    /decorated-broken    an `@sse` view raises before returning a source
+    /decorated-redirect   `@sse` on a view returning a redirect: passed through
+    /decorated-broken     an `@sse` view raises before returning a source
+    /context              a `stream_with_context` generator reading `request` while streaming
 """
 
 from __future__ import annotations
@@ -27,7 +21,7 @@ from typing import Any
 
 from flask import Flask, Response, redirect, request, stream_with_context
 
-from apps import HEARTBEAT, Subscription, events_path, hold, sample, sample_sync, slow
+import apps
 from ssekit import StreamRegistry
 from ssekit.adapters.flask import init_app, last_event_id, sse, sse_response
 
@@ -38,7 +32,7 @@ FAREWELL_RETRY = 500
 
 def create_app(events: str | None = None) -> Flask:
     """The app; sources log to `events` (default: the `SSEKIT_TEST_EVENTS` file)."""
-    log = events_path(events)
+    log = apps.events_path(events)
     app = Flask(__name__)
     init_app(app, StreamRegistry(farewell=FAREWELL, retry=FAREWELL_RETRY))
 
@@ -46,22 +40,58 @@ def create_app(events: str | None = None) -> Flask:
     def health() -> str:
         return "ok"
 
+    # -- the contract routes
+
     @app.get("/sample")
     def sample_view() -> Response:
-        return sse_response(sample(request.args["kind"]), heartbeat=HEARTBEAT)
+        return sse_response(apps.sample(request.args["kind"]), heartbeat=apps.HEARTBEAT)
+
+    @app.get("/resume")
+    def resume_view() -> Response:
+        answer = apps.resume(log, request.args.get("tag"), last_event_id(), request.method)
+        return sse_response(answer, heartbeat=apps.HEARTBEAT)
+
+    @app.route("/post", methods=["GET", "POST"])
+    def post_view() -> Response:
+        answer = apps.resume(log, request.args.get("tag"), last_event_id(), request.method)
+        return sse_response(answer, heartbeat=apps.HEARTBEAT)
+
+    @app.get("/options")
+    def options_view() -> Response:
+        return sse_response(list(apps.OPTIONS_SOURCE), heartbeat=apps.HEARTBEAT, **apps.OPTIONS)
+
+    @app.get("/hold")
+    def hold_view() -> Response:
+        source = apps.hold(request.args["kind"], log, request.args["tag"])
+        return sse_response(source, heartbeat=apps.HEARTBEAT)
+
+    @app.get("/slow")
+    def slow_view() -> Response:
+        source = apps.slow(request.args["kind"], log, request.args["tag"])
+        return sse_response(source, heartbeat=apps.HEARTBEAT)
+
+    @app.get("/subscription")
+    def subscription() -> Response:
+        return sse_response(apps.Subscription(log, request.args["tag"]), heartbeat=apps.HEARTBEAT)
+
+    @app.get("/broken")
+    def broken() -> Response:
+        raise ValueError(apps.SECRET)
+
+    # -- Flask only
 
     @app.get("/decorated")
-    @sse(end="[DONE]", heartbeat=HEARTBEAT)
+    @sse(end="[DONE]", heartbeat=apps.HEARTBEAT)
     def decorated() -> Iterator[Any]:
-        return sample_sync()
+        return apps.sample_sync()
 
     @app.get("/decorated-gen")
-    @sse(heartbeat=HEARTBEAT)
+    @sse(heartbeat=apps.HEARTBEAT)
     def decorated_gen() -> Iterator[Any]:
         yield {"last_event_id": last_event_id()}
 
     @app.get("/decorated-async-gen")
-    @sse(heartbeat=HEARTBEAT)
+    @sse(heartbeat=apps.HEARTBEAT)
     async def decorated_async_gen() -> AsyncIterator[Any]:
         await asyncio.sleep(0)
         yield {"last_event_id": last_event_id()}
@@ -71,9 +101,10 @@ def create_app(events: str | None = None) -> Flask:
     def decorated_redirect() -> Any:
         return redirect("/health")
 
-    @app.get("/resume")
-    def resume() -> Response:
-        return sse_response([{"last_event_id": last_event_id()}], heartbeat=HEARTBEAT)
+    @app.get("/decorated-broken")
+    @sse
+    def decorated_broken() -> Iterator[Any]:
+        raise ValueError(apps.SECRET)
 
     @app.get("/context")
     def context() -> Response:
@@ -83,29 +114,6 @@ def create_app(events: str | None = None) -> Flask:
                 time.sleep(0.05)  # well after the view has returned
                 yield {"step": step, "q": request.args["q"], "probe": request.headers["X-Probe"]}
 
-        return sse_response(generate(), heartbeat=HEARTBEAT)
-
-    @app.get("/hold")
-    def hold_view() -> Response:
-        source = hold(request.args["kind"], log, request.args["tag"])
-        return sse_response(source, heartbeat=HEARTBEAT)
-
-    @app.get("/slow")
-    def slow_view() -> Response:
-        source = slow(request.args["kind"], log, request.args["tag"])
-        return sse_response(source, heartbeat=HEARTBEAT)
-
-    @app.get("/subscription")
-    def subscription() -> Response:
-        return sse_response(Subscription(log, request.args["tag"]), heartbeat=HEARTBEAT)
-
-    @app.get("/broken")
-    def broken() -> Response:
-        raise ValueError("the view failed before returning a source")
-
-    @app.get("/decorated-broken")
-    @sse
-    def decorated_broken() -> Iterator[Any]:
-        raise ValueError("the view failed before returning a source")
+        return sse_response(generate(), heartbeat=apps.HEARTBEAT)
 
     return app

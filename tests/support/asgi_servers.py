@@ -1,36 +1,58 @@
-"""A real uvicorn server for end-to-end tests of the ASGI adapters, and what the tests share.
+"""Real ASGI servers for end-to-end tests of the ASGI adapters, and what those tests share.
 
-- `uvicorn_server(app)`: uvicorn serving `app` on 127.0.0.1, on a port the OS picks, in a thread
-  of its own; yields the base URL and stops the server (and joins its thread) when the block ends.
+- `uvicorn_server(app)` / `hypercorn_server(app)`: the server serving `app` on 127.0.0.1 on a
+  port of the OS's choosing, in a thread of its own; yields the base URL and stops the server
+  (and joins its thread) when the block ends.  `ASGI_SERVERS` names them for parametrising.
 - `Probe` / `Probes`: what a test source reports (it started, its `finally` ran, when), to wait
   on with a deadline from the test thread; one probe per request, by tag.
 - `ticks()` / `aticks()`: endless sync and async sources that report to a probe.
-- `SAMPLE_CHUNKS` / `SAMPLE_EVENTS`: chunks of every kind and the events a client must parse.
-- `StreamReader`: reads an httpx streaming response chunk by chunk, parsing events as they come.
-- `wait_until()`: poll a condition with a deadline.
-- `latency_summary()`: median and maximum of measured figures, for printing.
+- `SAMPLE_CHUNKS` / `SAMPLE_EVENTS`: chunks of every kind and the events a client must parse
+  (`apps.SAMPLE`, the contract suite's).
+- `StreamReader`: reads an httpx streaming response chunk by chunk, parsing events as they come;
+  `client(url)`: an httpx client for a server's base URL.
+- `latency_summary()`: median and maximum of measured figures, for benchmarks' reports.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import statistics
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
+import httpx
 import uvicorn
-from sse_reader import SSEReader
+from apps import SAMPLE as SAMPLE_CHUNKS
+from apps import SAMPLE_EVENTS
 
-from ssekit import Event, MessageEvent
+from support.sse_reader import SSEReader
+from support.waiting import DEADLINE, wait_until
+
+__all__ = [
+    "ASGI_SERVERS",
+    "DEADLINE",
+    "SAMPLE_CHUNKS",
+    "SAMPLE_EVENTS",
+    "Probe",
+    "Probes",
+    "StreamReader",
+    "aticks",
+    "client",
+    "hypercorn_server",
+    "latency_summary",
+    "serve_asgi",
+    "ticks",
+    "uvicorn_server",
+    "wait_until",
+]
 
 #: How long a server may take to start or to stop (far more than it needs).
 START_DEADLINE = 15.0
 STOP_DEADLINE = 15.0
-#: How long a test waits for something that should happen "at once" (far more than it needs).
-DEADLINE = 5.0
 
 
 @contextlib.contextmanager
@@ -68,6 +90,88 @@ def uvicorn_server(app: Any, **config: Any) -> Iterator[str]:
         server.should_exit = True
         thread.join(STOP_DEADLINE)
         assert not thread.is_alive(), f"uvicorn did not stop within {STOP_DEADLINE} s"
+
+
+@contextlib.contextmanager
+def hypercorn_server(app: Any) -> Iterator[str]:
+    """Serve `app` with hypercorn (asyncio) in a background thread; yield its base URL.
+
+    The listening socket is bound here (port 0) and handed to hypercorn, which owns (and closes)
+    it from then on, so the port is known without a race.  On exit hypercorn's shutdown trigger
+    fires and its thread is joined; open streams get its graceful timeout before they are
+    cancelled.
+    """
+    from hypercorn.asyncio import serve
+    from hypercorn.config import Config
+
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    config = Config()
+    config.bind = [f"fd://{listener.detach()}"]
+    config.graceful_timeout = 5.0
+    config.accesslog = None
+    config.errorlog = None
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+    started = threading.Event()
+    failed: list[BaseException] = []
+
+    async def main() -> None:
+        started.set()
+        await serve(app, config, shutdown_trigger=stop.wait)
+
+    def run() -> None:
+        try:
+            loop.run_until_complete(main())
+        except BaseException as error:  # reported to the test thread
+            failed.append(error)
+        finally:
+            loop.close()
+
+    thread = threading.Thread(target=run, name="hypercorn-server", daemon=True)
+    thread.start()
+    try:
+        assert started.wait(START_DEADLINE), "hypercorn's loop did not start"
+        url = f"http://127.0.0.1:{port}"
+        _wait_answering(url, thread, "hypercorn")
+        yield url
+    finally:
+        if not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop ended on its own
+                loop.call_soon_threadsafe(stop.set)
+        thread.join(STOP_DEADLINE)
+        assert not thread.is_alive(), f"hypercorn did not stop within {STOP_DEADLINE} s"
+        assert not failed, f"hypercorn failed: {failed[0]!r}"
+
+
+def _wait_answering(url: str, thread: threading.Thread, name: str) -> None:
+    """Connect until the server accepts (its thread must stay alive meanwhile)."""
+    host, port = url.removeprefix("http://").split(":")
+    deadline = time.monotonic() + START_DEADLINE
+    while True:
+        if not thread.is_alive():
+            raise RuntimeError(f"{name} exited before it started serving")
+        try:
+            with socket.create_connection((host, int(port)), timeout=1.0):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{name} did not start within {START_DEADLINE} s") from None
+            time.sleep(0.01)
+
+
+#: The ASGI servers the contract suite runs every ASGI adapter under.
+ASGI_SERVERS: dict[str, Callable[[Any], contextlib.AbstractContextManager[str]]] = {
+    "uvicorn": uvicorn_server,
+    "hypercorn": hypercorn_server,
+}
+
+
+def serve_asgi(name: str, app: Any) -> contextlib.AbstractContextManager[str]:
+    """Serve `app` with the ASGI server called `name` ("uvicorn" or "hypercorn")."""
+    return ASGI_SERVERS[name](app)
 
 
 class Probe:
@@ -141,41 +245,17 @@ async def aticks(probe: Probe, interval: float | None = None) -> AsyncIterator[i
         probe.close()
 
 
-#: Chunks of every kind a source may yield...
-SAMPLE_CHUNKS: list[Any] = [
-    "hello",
-    {"n": 1, "text": "café ☕", "list": [1, 2.5, None]},
-    Event("line 1\nline 2\r\nline 3", event="update", id="42"),
-    Event(" leading space and unicode é", event="other"),
-    "",
-    b"bytes are data",
-]
-#: ...and the events a client must parse from them.
-SAMPLE_EVENTS: list[MessageEvent] = [
-    MessageEvent("message", "hello", ""),
-    MessageEvent("message", '{"n":1,"text":"café ☕","list":[1,2.5,null]}', ""),
-    MessageEvent("update", "line 1\nline 2\nline 3", "42"),
-    MessageEvent("other", " leading space and unicode é", "42"),
-    MessageEvent("message", "", "42"),
-    MessageEvent("message", "bytes are data", "42"),
-]
+def client(base_url: str) -> httpx.Client:
+    """An httpx client for `base_url` whose reads give up after 5 s (rather than hang)."""
+    return httpx.Client(base_url=base_url, timeout=httpx.Timeout(5.0))
 
 
 #: The reader the ASGI tests use (the same as the WSGI tests' `SSEReader`).
 StreamReader = SSEReader
 
 
-def wait_until(condition: Callable[[], bool], timeout: float = DEADLINE, what: str = "") -> None:
-    """Poll `condition` until it holds; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout} s: {what or condition}")
-        time.sleep(0.005)
-
-
 def latency_summary(name: str, seconds: list[float]) -> str:
-    """`name: n=10 median 3.1 ms max 7.9 ms`, for printing with `pytest -s`."""
+    """`name: n=10 median 3.1 ms max 7.9 ms`, for a benchmark's report."""
     median = statistics.median(seconds) * 1000
     worst = max(seconds) * 1000
     return f"{name}: n={len(seconds)} median {median:.1f} ms max {worst:.1f} ms"

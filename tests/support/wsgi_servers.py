@@ -6,19 +6,14 @@
   `/health` answers, stopped with SIGTERM.
 - `serve(name, ...)`: either of them, as a `Server` (what the module-scoped fixtures yield).
 - `EventLog`: the file a gunicorn-served source reports to (see `apps`), polled with a deadline.
-- `SSEReader`: reads an httpx streaming response event by event, keeping the raw bytes.
-- The checks and measurements both adapter test modules share: `assert_sse_headers`,
-  `measure_disconnects`, `measure_first_bytes`.
+- `assert_sse_headers`, `sync_worker_warnings`: checks the adapter tests share.
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
 import signal
-import socket
-import statistics
 import subprocess
 import sys
 import threading
@@ -30,35 +25,18 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from apps import EVENTS_ENV
-from sse_reader import SSEReader
 from werkzeug.serving import make_server
 
+from support.waiting import free_port
+
 #: The directory gunicorn runs in, so that `apps.wsgi_app` and `apps.flask_app` import.
-TESTS_DIR = Path(__file__).resolve().parent
+TESTS_DIR = Path(__file__).resolve().parent.parent
 #: How long a server may take to start or to stop (far more than it needs).
 START_DEADLINE = 30.0
 STOP_DEADLINE = 15.0
-#: How often polling helpers look again.
+#: How often the event log is read again.
 POLL_INTERVAL = 0.02
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    """Poll `condition` until it holds; fail with `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} (waited {timeout} s)")
-        time.sleep(POLL_INTERVAL)
 
 
 class EventLog:
@@ -82,6 +60,11 @@ class EventLog:
             if (found_kind, found_tag) == (kind, tag):
                 return stamp
         return None
+
+    def record(self, kind: str, tag: str) -> None:
+        """Append `<kind> <tag> <time>` (e.g. "release", which lets a slow source go on)."""
+        with self.path.open("a", encoding="utf-8") as log:
+            log.write(f"{kind} {tag} {time.time():.6f}\n")
 
     def wait_for(self, kind: str, tag: str, timeout: float = 10.0) -> float:
         """Poll until `kind` is logged for `tag`; return its time, or fail after `timeout` s."""
@@ -221,20 +204,6 @@ def gunicorn_server(
         server.stop()
 
 
-#: The servers every end-to-end WSGI test runs under (a module-scoped fixture parameter).
-SERVERS = [
-    "werkzeug",
-    "gthread",
-    pytest.param(
-        "gevent",
-        marks=pytest.mark.skipif(
-            importlib.util.find_spec("gevent") is None,
-            reason="gunicorn's gevent worker needs gevent",
-        ),
-    ),
-]
-
-
 @contextlib.contextmanager
 def serve(
     name: str, target: str, create_app: Callable[[str], Any], workdir: Path
@@ -252,7 +221,7 @@ def serve(
         yield Server(name, gunicorn.url, events, stderr=gunicorn.stderr)
 
 
-# -- what both adapter test modules check and measure ----------------------------------------
+# -- what the adapter tests check --------------------------------------------------------------
 
 #: What every stream starts with.
 PREAMBLE = b": ok\n\n"
@@ -262,13 +231,10 @@ SSE_HEADERS = {
     "cache-control": "no-cache",
     "x-accel-buffering": "no",
 }
-#: One disconnect trial per entry: the client closes this long after the first event, so the
-#: close falls at different points of the heartbeat (or tick) period.
-PHASES = (0.0, 0.35, 0.7)
 
 
 def client() -> httpx.Client:
-    """An httpx client whose reads give up after 10 s (streams send a heartbeat every 1 s)."""
+    """An httpx client whose reads give up after 10 s (the test apps' heartbeat is far shorter)."""
     return httpx.Client(timeout=httpx.Timeout(10.0))
 
 
@@ -277,12 +243,12 @@ def new_tag() -> str:
 
 
 def assert_sse_headers(response: httpx.Response) -> None:
-    """The SSE headers, no Content-Length, and at most the server's own Connection header."""
+    """The SSE headers once each, no Content-Length, at most the server's own Connection header."""
     for name, value in SSE_HEADERS.items():
-        assert response.headers.get(name) == value, name
+        assert response.headers.get_list(name) == [value], name
     assert "content-length" not in response.headers
     # werkzeug and gunicorn add a Connection header of their own; ours would make a second
-    # (werkzeug) or be dropped (gunicorn): the in-process tests check what the app hands over.
+    # (werkzeug) or be dropped (gunicorn): the contract suite checks what the app hands over.
     assert len(response.headers.get_list("connection")) <= 1
 
 
@@ -293,56 +259,3 @@ def sync_worker_warnings(stderr: str) -> list[str]:
         for line in stderr.splitlines()
         if "gunicorn's sync worker" in line and "RuntimeWarning" not in line
     ]
-
-
-def report(what: str, figures: list[float], unit: str = "s") -> None:
-    """Print measured figures (shown with `pytest -s` or `-rP`)."""
-    scale = 1000.0 if unit == "ms" else 1.0
-    shown = [round(f * scale, 3) for f in figures]
-    print(
-        f"\n{what}: median {statistics.median(figures) * scale:.3f} {unit}, "
-        f"max {max(figures) * scale:.3f} {unit}, samples {shown}"
-    )
-
-
-def measure_disconnects(server: Server, kind: str, *, bound: float) -> list[float]:
-    """Open a `/hold` stream per phase, read "ready", close it; return each close-to-finally time.
-
-    The streams overlap on the server (it notices a client left only at its next write), except
-    for async sources under gevent, which are measured one at a time: see
-    `test_concurrent_async_sources`.
-    """
-    one_at_a_time = server.name == "gevent" and kind == "async"
-    closed_at: dict[str, float] = {}
-    latencies: list[float] = []
-    with client() as http:
-        for offset in PHASES:
-            tag = new_tag()
-            with http.stream("GET", f"{server.url}/hold?kind={kind}&tag={tag}") as response:
-                assert response.status_code == 200
-                assert [e.data for e in SSEReader(response).events(1)] == ["ready"]
-                time.sleep(offset)  # not a wait for anything: it shifts the close in the period
-            closed_at[tag] = time.time()
-            if one_at_a_time:
-                latencies.append(server.events.wait_for("closed", tag, bound) - closed_at[tag])
-    if not one_at_a_time:
-        latencies = [
-            server.events.wait_for("closed", tag, bound) - closed_at[tag] for tag in closed_at
-        ]
-    return latencies
-
-
-def measure_first_bytes(server: Server, path: str) -> tuple[float, float, bytes]:
-    """GET `path`; return the seconds until the headers and until the preamble, and the bytes
-    received by then."""
-    with client() as http:
-        start = time.monotonic()
-        with http.stream("GET", f"{server.url}{path}") as response:
-            headers_after = time.monotonic() - start
-            assert response.status_code == 200
-            assert_sse_headers(response)
-            reader = SSEReader(response)
-            while len(reader.raw) < len(PREAMBLE):
-                reader.next_chunk()
-            preamble_after = time.monotonic() - start
-    return headers_after, preamble_after, reader.raw

@@ -13,9 +13,10 @@ from typing import Any
 
 import httpx
 from apps.broker_app import REDIS_URL_ENV
-from redis_server import free_port
 
-TESTS_DIR = Path(__file__).resolve().parent
+from support.waiting import free_port
+
+TESTS_DIR = Path(__file__).resolve().parent.parent
 #: How long a server may take to start or to stop.
 DEADLINE = 30.0
 
