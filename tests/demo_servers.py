@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from asgi_servers import uvicorn_server
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from support.asgi_servers import uvicorn_server
 
 from ssekit.ai import ChatMessage, DemoEngine
 from ssekit.demo import create_app

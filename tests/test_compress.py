@@ -24,12 +24,12 @@ from typing import Any
 
 import httpx
 import pytest
-from asgi_servers import uvicorn_server
-from chromium import BROWSER_MARKS, launch_chromium
 from hypothesis import given
 from hypothesis import strategies as st
 from playwright.sync_api import Browser
-from wsgi_servers import werkzeug_server
+from support.asgi_servers import uvicorn_server
+from support.chromium import BROWSER_MARKS, launch_chromium
+from support.wsgi_servers import werkzeug_server
 
 from ssekit import EventParser, MessageEvent, to_sse
 from ssekit._compress import (

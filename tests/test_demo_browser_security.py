@@ -14,14 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from asgi_servers import uvicorn_server, wait_until
-from chromium import BROWSER_MARKS, launch_chromium
 from demo_servers import CountingEngine, Demo, running_demo
 from playwright.sync_api import Browser, BrowserContext, Page
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
+from support.asgi_servers import uvicorn_server, wait_until
+from support.chromium import BROWSER_MARKS, launch_chromium
 
 from ssekit.demo import SESSION_COOKIE
 
@@ -146,7 +146,6 @@ def test_another_origin_cannot_write_to_or_read_the_chat(
                 len(recorder.answered("POST", "/api/chat")) >= 3
                 and recorder.answered("GET", "/api/ask")
             ),
-            DEADLINE,
             "the attacks reached the demo",
         )
         # The form and the no-cors POST reached the server and were refused; the CORS JSON POST

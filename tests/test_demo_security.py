@@ -15,8 +15,8 @@ from typing import Any
 
 import httpx
 import pytest
-from asgi_servers import DEADLINE, StreamReader
 from demo_servers import CountingEngine, Demo, running_demo
+from support.asgi_servers import DEADLINE, StreamReader
 
 from ssekit import MessageEvent, StreamError
 from ssekit.ai import ChatMessage, DemoEngine
