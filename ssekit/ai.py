@@ -20,22 +20,44 @@ import re
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any, Protocol
 
+from ssekit._ai_chunks import (
+    FINISH_REASONS,
+    Chunk,
+    OpenAIChunkReader,
+    ToolCall,
+    ToolCallAssembler,
+    ToolCallDelta,
+    Usage,
+    openai_messages,
+)
 from ssekit._errors import StreamError
 from ssekit._event import Event
 from ssekit._parse import EventParser, MessageEvent
 
-__all__ = ["DemoEngine", "Engine", "OpenAICompatibleEngine", "relay"]
+__all__ = [
+    "FINISH_REASONS",
+    "Chunk",
+    "DemoEngine",
+    "Engine",
+    "OpenAICompatibleEngine",
+    "ToolCall",
+    "ToolCallAssembler",
+    "ToolCallDelta",
+    "Usage",
+    "relay",
+]
 
 #: One chat message: {"role": "user" | "assistant" | "system", "content": str}.
 ChatMessage = Mapping[str, Any]
 
 
 class Engine(Protocol):
-    """Anything that streams a reply to chat messages as chunks with a `content` string."""
+    """Anything that streams a reply to chat messages as chunks with a `content` string
+    (the built-in engines yield `Chunk`s)."""
 
     def stream(
         self, messages: Iterable[ChatMessage], **params: Any
-    ) -> AsyncIterator[dict[str, Any]]: ...
+    ) -> AsyncIterator[Mapping[str, Any]]: ...
 
 
 def _excerpt(text: str, limit: int = 300) -> str:
@@ -80,14 +102,17 @@ class OpenAICompatibleEngine:
         self.defaults = defaults
         self._client = client
 
-    async def stream(
-        self, messages: Iterable[ChatMessage], **params: Any
-    ) -> AsyncIterator[dict[str, Any]]:
+    async def stream(self, messages: Iterable[ChatMessage], **params: Any) -> AsyncIterator[Chunk]:
         import httpx
 
         body = {"model": self.model, **self.defaults, **params}
-        body["messages"] = [dict(message) for message in messages]
+        body["messages"] = openai_messages(messages)
         body["stream"] = True
+        # Ask for the final usage chunk (`stream_options=None` leaves it out, for servers that
+        # refuse it).
+        body.setdefault("stream_options", {"include_usage": True})
+        if body["stream_options"] is None:
+            del body["stream_options"]
         headers = {"Accept": "text/event-stream"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
@@ -98,13 +123,12 @@ class OpenAICompatibleEngine:
                 if response.status_code != 200:
                     text = (await response.aread()).decode("utf-8", "replace")
                     raise StreamError(_upstream_error_message(response.status_code, text))
-                parser = EventParser()
+                parser, reader = EventParser(), OpenAIChunkReader()
                 async for data in response.aiter_bytes():
                     for message in parser.feed(data):
                         if message.data == "[DONE]":
                             return
-                        chunk = _content_chunk(message)
-                        if chunk is not None:
+                        for chunk in _content_chunk(message, reader):
                             yield chunk
         except httpx.HTTPError as exc:
             raise StreamError(f"The model service could not be reached: {exc}") from exc
@@ -113,30 +137,19 @@ class OpenAICompatibleEngine:
                 await client.aclose()
 
 
-def _content_chunk(message: MessageEvent) -> dict[str, Any] | None:
-    """The `{"content": ...}` chunk of one upstream message, None when it carries no text."""
+def _content_chunk(message: MessageEvent, reader: OpenAIChunkReader) -> list[Chunk]:
+    """The chunks of one upstream message (text, reasoning, tool calls, finish, usage)."""
     try:
         payload = json.loads(message.data)
     except ValueError:
         raise StreamError("The model service sent a message that is not JSON.") from None
     if not isinstance(payload, dict):
-        return None
+        return []
     error = payload.get("error")
     if error:
         detail = error.get("message") if isinstance(error, dict) else str(error)
         raise StreamError(f"The model service failed: {detail}")
-    choices = payload.get("choices") or []
-    if not choices:
-        return None
-    choice = choices[0]
-    content = (choice.get("delta") or {}).get("content")
-    finish = choice.get("finish_reason")
-    if not content and not finish:
-        return None
-    chunk: dict[str, Any] = {"content": content or ""}
-    if finish:
-        chunk["finish_reason"] = finish
-    return chunk
+    return reader.chunks(payload)
 
 
 _TOKEN = re.compile(r"\s*\S+")
