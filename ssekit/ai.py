@@ -20,6 +20,7 @@ import re
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any, Protocol
 
+from ssekit._ai_anthropic import ANTHROPIC_VERSION, AnthropicEngine
 from ssekit._ai_chunks import (
     FINISH_REASONS,
     Chunk,
@@ -35,7 +36,9 @@ from ssekit._event import Event
 from ssekit._parse import EventParser, MessageEvent
 
 __all__ = [
+    "ANTHROPIC_VERSION",
     "FINISH_REASONS",
+    "AnthropicEngine",
     "Chunk",
     "DemoEngine",
     "Engine",
