@@ -28,7 +28,7 @@ TOOL_CALLS = [
 #: The upstream's token counts for the reply.
 INPUT_TOKENS = 123
 OUTPUT_TOKENS = 45
-#: Fragments each call's arguments are split into (at least this many).
+#: How many pieces each call's arguments are cut into (rounding leaves at least 10).
 FRAGMENTS = 12
 
 
