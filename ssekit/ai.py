@@ -31,6 +31,7 @@ from ssekit._ai_chunks import (
     Usage,
     openai_messages,
 )
+from ssekit._ai_formats import UI_MESSAGE_STREAM_HEADERS, openai_chunk_stream, ui_message_stream
 from ssekit._errors import StreamError
 from ssekit._event import Event
 from ssekit._parse import EventParser, MessageEvent
@@ -38,6 +39,7 @@ from ssekit._parse import EventParser, MessageEvent
 __all__ = [
     "ANTHROPIC_VERSION",
     "FINISH_REASONS",
+    "UI_MESSAGE_STREAM_HEADERS",
     "AnthropicEngine",
     "Chunk",
     "DemoEngine",
@@ -47,7 +49,9 @@ __all__ = [
     "ToolCallAssembler",
     "ToolCallDelta",
     "Usage",
+    "openai_chunk_stream",
     "relay",
+    "ui_message_stream",
 ]
 
 #: One chat message: {"role": "user" | "assistant" | "system", "content": str}.
