@@ -8,13 +8,15 @@ Models added to `fake_openai.FakeOpenAI`'s:
   the usage chunk with empty `choices` (only when the request asked for it with
   `stream_options.include_usage`, as OpenAI does), then `data: [DONE]`.
 - `"slow"`: `SLOW_COUNT` numbered content chunks `"<n>"`, one every `SLOW_INTERVAL` seconds, then
-  a finish, the usage and `[DONE]`.
+  a finish, the usage and `[DONE]`.  After `SLOW_GATE_AT` chunks it waits until `slow_gate` is
+  set (it is, unless a test clears it to hold the reply in the middle).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -34,6 +36,7 @@ from starlette.routing import Route
 #: The chunks of `"slow"`, and the seconds between them.
 SLOW_COUNT = 40
 SLOW_INTERVAL = 0.02
+SLOW_GATE_AT = 10
 
 
 class FakeOpenAITools(FakeOpenAI):
@@ -41,6 +44,8 @@ class FakeOpenAITools(FakeOpenAI):
 
     def __init__(self) -> None:
         super().__init__()
+        self.slow_gate = threading.Event()
+        self.slow_gate.set()
         self.app.router.routes[:] = [
             Route("/v1/chat/completions", self._chat_more, methods=["POST"])
         ]
@@ -54,7 +59,7 @@ class FakeOpenAITools(FakeOpenAI):
         with self._lock:
             self.calls.append(call)
         usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        script = _tools(usage) if model == "tools" else _slow(usage)
+        script = _tools(usage) if model == "tools" else _slow(usage, self.slow_gate)
         return _EventStream(call, script, hold_open=False)
 
 
@@ -95,8 +100,11 @@ async def _tools(usage: bool) -> AsyncIterator[bytes]:
     yield b"data: [DONE]\n\n"
 
 
-async def _slow(usage: bool) -> AsyncIterator[bytes]:
+async def _slow(usage: bool, gate: threading.Event) -> AsyncIterator[bytes]:
     for n in range(SLOW_COUNT):
+        if n == SLOW_GATE_AT:
+            while not gate.is_set():  # a threading.Event, set from the test's thread
+                await asyncio.sleep(0.005)
         yield _chunk({"content": f"<{n}>"})
         await asyncio.sleep(SLOW_INTERVAL)
     yield _chunk({}, finish_reason="stop")

@@ -234,3 +234,41 @@ def test_ui_stream_hides_an_unexpected_error() -> None:
     out = list(ui_message_stream(source()))
     assert out[-2:] == [{"type": "error", "errorText": "The stream failed."}, "[DONE]"]
     assert "secret" not in json.dumps(out)
+
+
+def test_a_ui_format_run_is_read_by_the_ai_package(node_ai: str) -> None:
+    """`Runs(format="ui")`: the run's topic is the UI message stream; followed over HTTP, the
+    `ai` package reads it whole (the `done` event's `[DONE]` included) and the stream ends."""
+    from ssekit.adapters.starlette import last_event_id
+    from ssekit.broker import MemoryBroker
+    from ssekit.runs import Runs
+
+    fake = FakeAnthropic()
+    runs = Runs(MemoryBroker(), format="ui")
+    with uvicorn_server(fake.app) as upstream:
+        engine = AnthropicEngine(f"{upstream}/v1", api_key="k", model="tools")
+
+        async def start(request: Request) -> Response:
+            run = runs.start(engine, MESSAGES)
+            return Response(run.id)
+
+        async def follow(request: Request) -> Response:
+            source = runs.follow(request.path_params["run"], last_event_id(request))
+            return SSEResponse(source, headers=UI_MESSAGE_STREAM_HEADERS)
+
+        routes = [Route("/runs", start, methods=["POST"]), Route("/runs/{run}", follow)]
+        with uvicorn_server(Starlette(routes=routes)) as url:
+            run_id = httpx.post(f"{url}/runs", timeout=DEADLINE).text
+            result = read_with_node(node_ai, f"{url}/runs/{run_id}", "ai-5.0.0")
+    assert result.returncode == 0, result.stderr
+    message = json.loads(result.stdout)["message"]
+    assert message["id"] == run_id
+    assert [part["type"] for part in message["parts"]][1:] == [
+        "reasoning",
+        "text",
+        "tool-get_weather",
+        "tool-get_weather",
+    ]
+    assert [part.get("input") for part in message["parts"][3:]] == [
+        json.loads(call["arguments"]) for call in TOOL_CALLS
+    ]

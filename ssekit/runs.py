@@ -1,0 +1,320 @@
+"""Runs: a model call that keeps going when its client leaves, followed and resumed by any worker.
+
+```
+runs = Runs(broker)                                   # MemoryBroker, or RedisBroker for workers
+run = runs.start(engine, memory=memory)              # a background task; the reply stored once
+to_sse(runs.follow(run.id, last_event_id))           # from the start, or resumed after an id
+runs.stop(run.id)                                    # cancels the upstream; keeps the partial
+```
+
+A run streams `engine.stream(messages)` into a broker topic of its own, through `record()` when
+a memory is given (the reply stored once: whole, or partial when stopped, failed or timed out).
+Followers read the topic: from the start, or after the `Last-Event-ID` they last saw, so a
+reload, a dropped connection or another worker misses nothing and repeats nothing.  The topic
+ends with one `done` event, `{"outcome": "done" | "stopped" | "failed" | "timeout" |
+"abandoned"}`, after which `follow()` ends the stream; a failure is first reported by an `error`
+event (`{"message"}`: a `StreamError`'s text, else a generic one).  With `format="ui"` the
+topic carries the AI SDK UI message stream instead (a stop adds an `abort` part) and the `done`
+event's data is `[DONE]`, so `useChat` can read a run directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import secrets
+import time
+from collections.abc import AsyncIterator, Iterable, Mapping
+from typing import Any, Literal
+
+from ssekit._ai_formats import ui_message_stream
+from ssekit._errors import StreamError
+from ssekit._frame import Encoded
+from ssekit.broker import MemoryBroker
+
+__all__ = ["END_EVENT", "Run", "RunLimitReached", "RunNotFound", "Runs", "RunsFormat"]
+
+#: The event type of the last event of every run.
+END_EVENT = "done"
+#: What a run's topic carries: ssekit's chunks, or the AI SDK UI message stream.
+RunsFormat = Literal["chunks", "ui"]
+#: The client's message for a run that failed with anything but a `StreamError`.
+_GENERIC_ERROR = "The reply failed."
+#: Run ids: a random token, a dot, and the id of the run's first event (where following starts).
+_RUN_ID = re.compile(r"([A-Za-z0-9_-]{8,64})\.([0-9]{1,20}-[0-9]{1,20})")
+_END_LINES = (f"event: {END_EVENT}\n".encode(), b"event: reset\n")
+
+logger = logging.getLogger("ssekit")
+
+Outcome = Literal["done", "stopped", "failed", "timeout", "abandoned"]
+
+
+class RunLimitReached(RuntimeError):
+    """Too many runs at once, for the session or the process: answer 429 and try again later."""
+
+    status = 429
+
+
+class RunNotFound(LookupError):
+    """No run has that id (malformed, or never started): answer 404."""
+
+    status = 404
+
+
+class Run:
+    """One run: its `id` (what clients follow), its session, and how it ended (`outcome`)."""
+
+    def __init__(self, run_id: str, topic: str, session: str | None) -> None:
+        self.id = run_id
+        self.topic = topic
+        self.session = session
+        #: None while running, then how the run ended.
+        self.outcome: Outcome | None = None
+        self.started_at = time.monotonic()
+        self._task: asyncio.Task[None] | None = None
+        self._why_cancelled: Outcome | None = None
+
+    async def wait(self) -> Outcome:
+        """Wait for the run's end (its reply stored, its `done` event published)."""
+        assert self._task is not None
+        await asyncio.shield(self._task)
+        assert self.outcome is not None
+        return self.outcome
+
+    def _cancel(self, why: Outcome) -> bool:
+        if self._task is None or self._task.done():
+            return False
+        if self._why_cancelled is None:
+            self._why_cancelled = why
+        self._task.cancel()
+        return True
+
+    def __repr__(self) -> str:
+        return f"Run(id={self.id!r}, outcome={self.outcome!r})"
+
+
+class Runs:
+    """Starts, follows and stops runs over one broker.
+
+    `timeout`: seconds a run may take before it is stopped (outcome `timeout`).
+    `max_runs`: runs at once in this process; `max_per_session`: runs at once per session
+    (a `RunLimitReached` beyond either).  `abandon_after`: seconds a run may stream with no
+    follower in this process before it is stopped (None: runs go on for nobody, which is the
+    point when followers are on other workers).  `format`: see the module's docstring.
+    """
+
+    def __init__(
+        self,
+        broker: Any,
+        *,
+        timeout: float | None = 600.0,
+        max_runs: int = 100,
+        max_per_session: int | None = 1,
+        abandon_after: float | None = None,
+        format: RunsFormat = "chunks",
+        topic_prefix: str = "run:",
+    ) -> None:
+        if timeout is not None and timeout <= 0:
+            raise ValueError(f"timeout must be > 0 seconds or None, not {timeout!r}.")
+        if max_runs < 1:
+            raise ValueError(f"max_runs must be >= 1, not {max_runs!r}.")
+        if max_per_session is not None and max_per_session < 1:
+            raise ValueError(f"max_per_session must be >= 1 or None, not {max_per_session!r}.")
+        if abandon_after is not None and abandon_after <= 0:
+            raise ValueError(f"abandon_after must be > 0 seconds or None, not {abandon_after!r}.")
+        if format not in ("chunks", "ui"):
+            raise ValueError(f"format must be 'chunks' or 'ui', not {format!r}.")
+        self.broker = broker
+        self.timeout = timeout
+        self.max_runs = max_runs
+        self.max_per_session = max_per_session
+        self.abandon_after = abandon_after
+        self.format: RunsFormat = format
+        self.topic_prefix = topic_prefix
+        self._runs: dict[str, Run] = {}
+
+    # -- starting ------------------------------------------------------------------------------
+
+    def start(
+        self,
+        engine: Any,
+        messages: Iterable[Mapping[str, Any]] | None = None,
+        *,
+        memory: Any = None,
+        session: str | None = None,
+        **params: Any,
+    ) -> Run:
+        """Start a run of `engine.stream(messages, **params)` as a task on the running loop.
+
+        `messages` defaults to `memory.get_messages()`; with a `memory` the reply is recorded
+        in it.  `session` (default: the memory's parent id) is what `max_per_session` counts.
+        """
+        loop = asyncio.get_running_loop()
+        if messages is None:
+            if memory is None:
+                raise TypeError("start() needs messages, a memory, or both.")
+            messages = memory.get_messages()
+        if session is None and memory is not None:
+            session = str(memory.parent[1])
+        self._check_limits(session)
+        token = secrets.token_urlsafe(12)
+        topic = self.topic_prefix + token
+        first_id = self.broker.publish(topic, {"run": token}, event="start")
+        run = Run(f"{token}.{first_id}", topic, session)
+        self._runs[run.id] = run
+        source = engine.stream(list(messages), **params)
+        if memory is not None:
+            source = memory.record(source)
+        run._task = loop.create_task(self._execute(run, source))
+        run._task.add_done_callback(lambda _: self._runs.pop(run.id, None))
+        if self.timeout is not None:
+            timer = loop.call_later(self.timeout, run._cancel, "timeout")
+            run._task.add_done_callback(lambda _: timer.cancel())
+        return run
+
+    def _check_limits(self, session: str | None) -> None:
+        running = list(self._runs.values())
+        if len(running) >= self.max_runs:
+            raise RunLimitReached(f"This server is running {len(running)} replies; try again.")
+        if session is not None and self.max_per_session is not None:
+            mine = sum(1 for run in running if run.session == session)
+            if mine >= self.max_per_session:
+                raise RunLimitReached(
+                    f"This session already has {mine} running repl{'y' if mine == 1 else 'ies'}."
+                )
+
+    async def _execute(self, run: Run, source: Any) -> None:
+        topic, broker = run.topic, self.broker
+        outcome: Outcome = "done"
+        if self.format == "ui":
+            source = ui_message_stream(source, message_id=run.id)
+        watcher = asyncio.get_running_loop().create_task(self._watch_stop(run))
+        listened = time.monotonic()
+        try:
+            async for item in source:
+                if item == "[DONE]":
+                    continue  # the run's own end event carries it
+                await broker.apublish(topic, item)
+                if self.abandon_after is not None:
+                    if broker.subscribers(topic):
+                        listened = time.monotonic()
+                    elif time.monotonic() - listened > self.abandon_after:
+                        outcome = "abandoned"
+                        break
+        except asyncio.CancelledError:
+            outcome = run._why_cancelled or "stopped"
+        except Exception as exc:
+            outcome = "failed"
+            if isinstance(exc, StreamError):
+                message = exc.message
+            else:
+                logger.exception("ssekit: run %s failed", run.id)
+                message = _GENERIC_ERROR
+            await broker.apublish(topic, {"message": message}, event="error")
+        finally:
+            watcher.cancel()
+            # Closing the source closes the upstream request and stores the partial reply (once:
+            # a source that already finished or failed has stored it and ignores this).
+            aclose = getattr(source, "aclose", None)
+            if callable(aclose):
+                with contextlib.suppress(Exception):
+                    await aclose()
+        run.outcome = outcome
+        if self.format == "ui":
+            if outcome in ("stopped", "timeout", "abandoned"):
+                await broker.apublish(topic, {"type": "abort"})
+            await broker.apublish(topic, "[DONE]", event=END_EVENT)
+        else:
+            await broker.apublish(topic, {"outcome": outcome}, event=END_EVENT)
+
+    async def _watch_stop(self, run: Run) -> None:
+        """Cancel the run when a stop request arrives on its control topic (from any process)."""
+        if isinstance(self.broker, MemoryBroker):
+            return  # one process: stop() cancels the task directly
+        subscription = self.broker.subscribe(run.topic + ":stop")
+        handoff = subscription._attach()
+        try:
+            while not handoff.take():
+                if handoff.drained:
+                    return
+                await handoff.wait_async(None)
+            run._cancel("stopped")
+        finally:
+            handoff.close()
+
+    # -- following and stopping ----------------------------------------------------------------
+
+    def _topic_and_start(self, run_id: str) -> tuple[str, str]:
+        match = _RUN_ID.fullmatch(run_id) if isinstance(run_id, str) else None
+        if match is None:
+            raise RunNotFound(f"No run has the id {run_id!r}.")
+        return self.topic_prefix + match[1], match[2]
+
+    def follow(self, run_id: str, last_event_id: str | None = None) -> AsyncIterator[Any]:
+        """A `to_sse()` source of the run's events: from its start, or after `last_event_id`;
+        it ends after the run's `done` event (or a `reset`, when the history is gone).
+
+        Works in any process that shares the broker; raises `RunNotFound` for a malformed id.
+        """
+        topic, start = self._topic_and_start(run_id)
+        subscription = self.broker.subscribe(topic, last_event_id or start)
+        return _until_end(subscription)
+
+    def stop(self, run_id: str) -> bool:
+        """Stop a run: its upstream request is closed at once, the partial reply stored, and its
+        topic ends with `done` (`stopped`).  A run of another process (with a shared broker) is
+        asked to stop through the broker.  False when this process knows the run has ended."""
+        run = self._runs.get(run_id)
+        if run is not None:
+            return run._cancel("stopped")
+        topic, _ = self._topic_and_start(run_id)
+        if isinstance(self.broker, MemoryBroker):
+            return False
+        self.broker.publish(topic + ":stop", {"stop": True})
+        return True
+
+    def get(self, run_id: str) -> Run | None:
+        """The run of this process with that id, while it runs."""
+        return self._runs.get(run_id)
+
+    def running(self, session: str | None = None) -> list[Run]:
+        """This process's runs (of one session, if given)."""
+        return [run for run in self._runs.values() if session is None or run.session == session]
+
+    async def aclose(self) -> None:
+        """Stop every run of this process and wait until each has stored its reply."""
+        runs = list(self._runs.values())
+        for run in runs:
+            run._cancel("stopped")
+        for run in runs:
+            if run._task is not None:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await run._task
+
+
+def _is_end(item: bytes) -> bool:
+    return any(item.startswith(line) or b"\n" + line in item for line in _END_LINES)
+
+
+async def _until_end(subscription: Any) -> AsyncIterator[Any]:
+    """The subscription's events, ending after the run's last one."""
+    handoff = subscription._attach()
+    try:
+        while True:
+            items = handoff.take()
+            for item in items:
+                yield item
+                if isinstance(item, bytes) and _is_end(item):
+                    return
+            if handoff.drained:
+                if handoff.ending:
+                    yield Encoded(handoff.ending)
+                if handoff.error is not None:
+                    raise handoff.error
+                return
+            if not items:
+                await handoff.wait_async(None)
+    finally:
+        handoff.close()
