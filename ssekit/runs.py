@@ -16,6 +16,9 @@ ends with one `done` event, `{"outcome": "done" | "stopped" | "failed" | "timeou
 event (`{"message"}`: a `StreamError`'s text, else a generic one).  With `format="ui"` the
 topic carries the AI SDK UI message stream instead (a stop adds an `abort` part) and the `done`
 event's data is `[DONE]`, so `useChat` can read a run directly.
+
+Async apps start runs on their own event loop; sync apps (Flask, Django, WSGI) on one loop
+thread the `Runs` starts on first use, which `close()` ends.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import contextlib
 import logging
 import re
 import secrets
+import threading
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any, Literal
@@ -45,6 +49,8 @@ _GENERIC_ERROR = "The reply failed."
 #: Run ids: a random token, a dot, and the id of the run's first event (where following starts).
 _RUN_ID = re.compile(r"([A-Za-z0-9_-]{8,64})\.([0-9]{1,20}-[0-9]{1,20})")
 _END_LINES = (f"event: {END_EVENT}\n".encode(), b"event: reset\n")
+#: How long closing waits for each run to store its reply and publish its end.
+_CLOSE_SECONDS = 10.0
 
 logger = logging.getLogger("ssekit")
 
@@ -73,7 +79,11 @@ class Run:
         #: None while running, then how the run ended.
         self.outcome: Outcome | None = None
         self.started_at = time.monotonic()
+        #: Set once the run has ended (for sync code: `run.ended.wait(timeout)`).
+        self.ended = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
+        self._running = False
         self._why_cancelled: Outcome | None = None
 
     async def wait(self) -> Outcome:
@@ -84,12 +94,30 @@ class Run:
         return self.outcome
 
     def _cancel(self, why: Outcome) -> bool:
-        if self._task is None or self._task.done():
+        """Cancel the run's task (from any thread); False if it has already ended."""
+        if self.ended.is_set():
             return False
         if self._why_cancelled is None:
             self._why_cancelled = why
-        self._task.cancel()
+        loop = self._loop
+        if loop is None:
+            return False
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self._cancel_task()
+        else:
+            with contextlib.suppress(RuntimeError):  # the loop has closed: the run is over
+                loop.call_soon_threadsafe(self._cancel_task)
         return True
+
+    def _cancel_task(self) -> None:
+        # A task cancelled before its first step would skip its own clean-up (the end event):
+        # one that has not started yet sees `_why_cancelled` when it does, and stops then.
+        if self._task is not None and self._running:
+            self._task.cancel()
 
     def __repr__(self) -> str:
         return f"Run(id={self.id!r}, outcome={self.outcome!r})"
@@ -134,6 +162,9 @@ class Runs:
         self.format: RunsFormat = format
         self.topic_prefix = topic_prefix
         self._runs: dict[str, Run] = {}
+        self._lock = threading.Lock()  # the limits are checked and taken in one step
+        self._thread: threading.Thread | None = None
+        self._thread_loop: asyncio.AbstractEventLoop | None = None
 
     # -- starting ------------------------------------------------------------------------------
 
@@ -146,36 +177,73 @@ class Runs:
         session: str | None = None,
         **params: Any,
     ) -> Run:
-        """Start a run of `engine.stream(messages, **params)` as a task on the running loop.
+        """Start a run of `engine.stream(messages, **params)` as a background task.
 
         `messages` defaults to `memory.get_messages()`; with a `memory` the reply is recorded
         in it.  `session` (default: the memory's parent id) is what `max_per_session` counts.
+        The task runs on the running event loop, or (called from sync code) on the loop thread
+        of this `Runs`.  Raises `RunLimitReached` past a limit.
         """
-        loop = asyncio.get_running_loop()
         if messages is None:
             if memory is None:
                 raise TypeError("start() needs messages, a memory, or both.")
             messages = memory.get_messages()
         if session is None and memory is not None:
             session = str(memory.parent[1])
-        self._check_limits(session)
+        messages = list(messages)
         token = secrets.token_urlsafe(12)
         topic = self.topic_prefix + token
-        first_id = self.broker.publish(topic, {"run": token}, event="start")
-        run = Run(f"{token}.{first_id}", topic, session)
-        self._runs[run.id] = run
-        source = engine.stream(list(messages), **params)
+        with self._lock:
+            self._check_limits(session)
+            run = Run(token, topic, session)  # its id gets the start event's id below
+            self._runs[token] = run
+        try:
+            first_id = self.broker.publish(topic, {"run": token}, event="start")
+        except BaseException:
+            self._forget(token)
+            raise
+        run.id = f"{token}.{first_id}"
+        with self._lock:
+            self._runs[run.id] = self._runs.pop(token)
+        source = engine.stream(messages, **params)
         if memory is not None:
             source = memory.record(source)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = self._background_loop()
+            run._loop = loop
+            loop.call_soon_threadsafe(self._launch, run, source)
+        else:
+            run._loop = loop
+            self._launch(run, source)
+        return run
+
+    def _launch(self, run: Run, source: Any) -> None:
+        """On the run's loop: start its task and its timeout."""
+        loop = asyncio.get_running_loop()
         run._task = loop.create_task(self._execute(run, source))
-        run._task.add_done_callback(lambda _: self._runs.pop(run.id, None))
+        run._task.add_done_callback(lambda _: self._forget(run.id))
         if self.timeout is not None:
             timer = loop.call_later(self.timeout, run._cancel, "timeout")
             run._task.add_done_callback(lambda _: timer.cancel())
-        return run
+
+    def _forget(self, run_id: str) -> None:
+        with self._lock:
+            self._runs.pop(run_id, None)
+
+    def _background_loop(self) -> asyncio.AbstractEventLoop:
+        """The loop thread runs from sync code run on, started on first use."""
+        with self._lock:
+            if self._thread_loop is None:
+                loop = asyncio.new_event_loop()
+                thread = threading.Thread(target=loop.run_forever, name="ssekit-runs", daemon=True)
+                thread.start()
+                self._thread_loop, self._thread = loop, thread
+            return self._thread_loop
 
     def _check_limits(self, session: str | None) -> None:
-        running = list(self._runs.values())
+        running = list(self._runs.values())  # under self._lock
         if len(running) >= self.max_runs:
             raise RunLimitReached(f"This server is running {len(running)} replies; try again.")
         if session is not None and self.max_per_session is not None:
@@ -186,6 +254,13 @@ class Runs:
                 )
 
     async def _execute(self, run: Run, source: Any) -> None:
+        try:
+            await self._stream(run, source)
+        finally:
+            run.ended.set()
+
+    async def _stream(self, run: Run, source: Any) -> None:
+        run._running = True
         topic, broker = run.topic, self.broker
         outcome: Outcome = "done"
         if self.format == "ui":
@@ -193,6 +268,8 @@ class Runs:
         watcher = asyncio.get_running_loop().create_task(self._watch_stop(run))
         listened = time.monotonic()
         try:
+            if run._why_cancelled is not None:  # stopped before it started
+                raise asyncio.CancelledError
             async for item in source:
                 if item == "[DONE]":
                     continue  # the run's own end event carries it
@@ -222,6 +299,7 @@ class Runs:
                 with contextlib.suppress(Exception):
                     await aclose()
         run.outcome = outcome
+        self._forget(run.id)  # the session may start its next run once the reply is stored
         if self.format == "ui":
             if outcome in ("stopped", "timeout", "abandoned"):
                 await broker.apublish(topic, {"type": "abort"})
@@ -277,21 +355,44 @@ class Runs:
 
     def get(self, run_id: str) -> Run | None:
         """The run of this process with that id, while it runs."""
-        return self._runs.get(run_id)
+        with self._lock:
+            return self._runs.get(run_id)
 
     def running(self, session: str | None = None) -> list[Run]:
         """This process's runs (of one session, if given)."""
-        return [run for run in self._runs.values() if session is None or run.session == session]
+        with self._lock:
+            runs = list(self._runs.values())
+        return [run for run in runs if session is None or run.session == session]
 
     async def aclose(self) -> None:
-        """Stop every run of this process and wait until each has stored its reply."""
-        runs = list(self._runs.values())
+        """Stop every run of this process, wait until each has stored its reply, and end the
+        loop thread if one was started (for an async app's shutdown)."""
+        runs = self.running()
         for run in runs:
             run._cancel("stopped")
         for run in runs:
-            if run._task is not None:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await run._task
+            await asyncio.to_thread(run.ended.wait, _CLOSE_SECONDS)
+        self._stop_thread()
+
+    def close(self) -> None:
+        """`aclose()` for sync code (a sync app's shutdown): stop every run, end the loop thread."""
+        runs = self.running()
+        for run in runs:
+            run._cancel("stopped")
+        for run in runs:
+            run.ended.wait(_CLOSE_SECONDS)
+        self._stop_thread()
+
+    def _stop_thread(self) -> None:
+        with self._lock:
+            loop, thread = self._thread_loop, self._thread
+            self._thread_loop = self._thread = None
+        if loop is None or thread is None:
+            return
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(_CLOSE_SECONDS)
+        if not thread.is_alive():
+            loop.close()
 
 
 def _is_end(item: bytes) -> bool:

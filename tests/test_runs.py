@@ -339,3 +339,53 @@ def test_a_run_is_followed_resumed_and_stopped_from_another_process(
     memory = SQLiteMemory(str(tmp_path / "stop.sqlite3"), parent=("ChatSession", "worker"))
     text = "".join(data["content"] for _, data in seen[:-1])
     assert assistant_replies(memory) == [{"role": "assistant", "content": text, "partial": True}]
+
+
+def test_runs_from_a_sync_flask_app(fake: FakeOpenAITools, tmp_path: Path) -> None:
+    """Flask views have no event loop: runs go on the `Runs`' own loop thread.  A run is
+    followed whole, another stopped (upstream closed within 1 s); `close()` ends the thread."""
+    from flask import Flask, request
+    from wsgi_servers import werkzeug_server
+
+    from ssekit.adapters.flask import last_event_id as flask_last_event_id
+    from ssekit.adapters.flask import sse_response
+
+    runs = Runs(MemoryBroker())
+    engine = OpenAICompatibleEngine(fake.base_url, model="slow")  # type: ignore[attr-defined]
+    database = str(tmp_path / "chat.sqlite3")
+    app = Flask(__name__)
+
+    @app.post("/runs")
+    def start_run() -> Any:
+        memory = SQLiteMemory(database, parent=("ChatSession", request.json["session"]))
+        memory.add_user_message("count")
+        return {"run": runs.start(engine, memory=memory, model=request.json["model"]).id}
+
+    @app.get("/runs/<run_id>")
+    def follow(run_id: str) -> Any:
+        return sse_response(runs.follow(run_id, flask_last_event_id()))
+
+    @app.post("/runs/<run_id>/stop")
+    def stop(run_id: str) -> Any:
+        return {"stopped": runs.stop(run_id)}
+
+    try:
+        with werkzeug_server(app) as url, httpx.Client(timeout=DEADLINE) as client:
+            run_id = start(client, url, "f1", "slow").json()["run"]
+            with client.stream("GET", f"{url}/runs/{run_id}") as response:
+                assert decoded(StreamReader(response).rest()) == SLOW_EVENTS
+            run_id = start(client, url, "f2", "endless").json()["run"]
+            with client.stream("GET", f"{url}/runs/{run_id}") as response:
+                reader = StreamReader(response)
+                reader.events(3)
+                call = fake.last_call()
+                stopped_at = time.monotonic()
+                assert client.post(f"{url}/runs/{run_id}/stop").json() == {"stopped": True}
+                assert decoded(reader.rest())[-1] == ("done", {"outcome": "stopped"})
+            assert call.disconnected.wait(DEADLINE)
+            assert call.disconnected_at is not None
+            assert call.disconnected_at - stopped_at < UPSTREAM_CLOSE_LIMIT
+    finally:
+        runs.close()
+    memory = SQLiteMemory(database, parent=("ChatSession", "f1"))
+    assert assistant_replies(memory) == [{"role": "assistant", "content": SLOW_TEXT}]
