@@ -1,14 +1,17 @@
-"""Streaming from language models: the `Engine` protocol, an OpenAI-compatible engine, an offline
-demo engine, and `relay()` for re-serving any upstream event stream.
+"""Streaming from language models: the `Engine` protocol, the OpenAI-compatible and Anthropic
+engines, an offline demo engine, the output formats, and `relay()` for re-serving any upstream
+event stream.
 
 ```
 engine = OpenAICompatibleEngine("https://api.example.com/v1", api_key=key, model="some-model")
 return SSEResponse(engine.stream(messages), end="[DONE]")
 ```
 
-An engine's `stream()` yields chunks such as `{"content": "Hel"}`, usable directly as a `to_sse()`
-source.  When the client leaves, `to_sse()` closes the stream, which closes the upstream HTTP
-response at once: the upstream model stops generating (and billing) for nobody.
+An engine's `stream()` yields `Chunk`s such as `{"content": "Hel"}` (and reasoning, tool-call
+fragments, the finish reason and the usage, each with `content` too), usable directly as a
+`to_sse()` source, or through `ui_message_stream()` / `openai_chunk_stream()`.  When the client
+leaves, `to_sse()` closes the stream, which closes the upstream HTTP response at once: the
+upstream model stops generating (and billing) for nobody.
 Needs the `client` extra (httpx) for the HTTP engines.
 """
 
