@@ -124,10 +124,12 @@ def ui_message_stream(
     failed source ends with an `error` part.  With `metadata`, `finish` carries
     `messageMetadata: {"finishReason", "usage": {"inputTokens", "outputTokens"}}` when known.
     """
-    return _drive(source, _UIParts(message_id, metadata))
+    return _drive(source, UIParts(message_id, metadata))
 
 
-class _UIParts(_Translator):
+class UIParts(_Translator):
+    """Sans-IO: ssekit chunks in, UI message stream parts out (also used by runs)."""
+
     def __init__(self, message_id: str | None, metadata: bool) -> None:
         self.message_id = message_id
         self.metadata = metadata
@@ -221,6 +223,12 @@ class _UIParts(_Translator):
                 {"type": "tool-input-delta", "toolCallId": id_, "inputTextDelta": fragment}
             )
         return parts
+
+    def interrupt(self) -> list[Any]:
+        """The parts that close what is open when the stream is cut off (no tool input: it
+        never became whole)."""
+        self._tools.clear()
+        return self._close_block()
 
     def fail(self, text: str) -> list[Any]:
         self._tools.clear()  # their input never became whole

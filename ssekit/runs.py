@@ -33,7 +33,7 @@ import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any, Literal
 
-from ssekit._ai_formats import ui_message_stream
+from ssekit._ai_formats import UIParts
 from ssekit._errors import StreamError
 from ssekit._frame import Encoded
 from ssekit.broker import MemoryBroker
@@ -261,25 +261,26 @@ class Runs:
 
     async def _stream(self, run: Run, source: Any) -> None:
         run._running = True
-        topic, broker = run.topic, self.broker
+        topic = run.topic
+        ui = UIParts(run.id, metadata=True) if self.format == "ui" else None
         outcome: Outcome = "done"
-        if self.format == "ui":
-            source = ui_message_stream(source, message_id=run.id)
         watcher = asyncio.get_running_loop().create_task(self._watch_stop(run))
         listened = time.monotonic()
         try:
             if run._why_cancelled is not None:  # stopped before it started
                 raise asyncio.CancelledError
-            async for item in source:
-                if item == "[DONE]":
-                    continue  # the run's own end event carries it
-                await broker.apublish(topic, item)
+            if ui is not None:
+                await self._publish(topic, ui.begin())
+            async for chunk in source:
+                await self._publish(topic, ui.feed(chunk) if ui is not None else [chunk])
                 if self.abandon_after is not None:
-                    if broker.subscribers(topic):
+                    if self.broker.subscribers(topic):
                         listened = time.monotonic()
                     elif time.monotonic() - listened > self.abandon_after:
                         outcome = "abandoned"
                         break
+            if ui is not None and outcome == "done":
+                await self._publish(topic, ui.end()[:-1])  # the end event carries `[DONE]`
         except asyncio.CancelledError:
             outcome = run._why_cancelled or "stopped"
         except Exception as exc:
@@ -289,7 +290,10 @@ class Runs:
             else:
                 logger.exception("ssekit: run %s failed", run.id)
                 message = _GENERIC_ERROR
-            await broker.apublish(topic, {"message": message}, event="error")
+            if ui is not None:
+                await self._publish(topic, ui.fail(message)[:-1])
+            else:
+                await self._publish(topic, [{"message": message}], event="error")
         finally:
             watcher.cancel()
             # Closing the source closes the upstream request and stores the partial reply (once:
@@ -300,12 +304,30 @@ class Runs:
                     await aclose()
         run.outcome = outcome
         self._forget(run.id)  # the session may start its next run once the reply is stored
-        if self.format == "ui":
+        if ui is not None:
             if outcome in ("stopped", "timeout", "abandoned"):
-                await broker.apublish(topic, {"type": "abort"})
-            await broker.apublish(topic, "[DONE]", event=END_EVENT)
+                await self._publish(topic, [*ui.interrupt(), {"type": "abort"}])
+            await self._publish(topic, ["[DONE]"], event=END_EVENT)
         else:
-            await broker.apublish(topic, {"outcome": outcome}, event=END_EVENT)
+            await self._publish(topic, [{"outcome": outcome}], event=END_EVENT)
+
+    async def _publish(self, topic: str, items: list[Any], event: str | None = None) -> None:
+        """Publish one chunk's events, all of them even if the run is stopped meanwhile: what
+        `record()` has taken of the reply, followers see."""
+        if isinstance(self.broker, MemoryBroker):  # never waits
+            for item in items:
+                self.broker.publish(topic, item, event=event)
+            return
+        task = asyncio.ensure_future(self._publish_each(topic, items, event))
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            await task
+            raise
+
+    async def _publish_each(self, topic: str, items: list[Any], event: str | None) -> None:
+        for item in items:
+            await self.broker.apublish(topic, item, event=event)
 
     async def _watch_stop(self, run: Run) -> None:
         """Cancel the run when a stop request arrives on its control topic (from any process)."""

@@ -389,3 +389,31 @@ def test_runs_from_a_sync_flask_app(fake: FakeOpenAITools, tmp_path: Path) -> No
         runs.close()
     memory = SQLiteMemory(database, parent=("ChatSession", "f1"))
     assert assistant_replies(memory) == [{"role": "assistant", "content": SLOW_TEXT}]
+
+
+def test_a_run_nobody_follows_is_abandoned(fake: FakeOpenAITools, tmp_path: Path) -> None:
+    """`abandon_after`: an endless run with no follower in this process is stopped (upstream
+    closed, partial reply stored); in the UI format its topic then ends with an `abort` part and
+    the `done` event's `[DONE]`."""
+    engine = OpenAICompatibleEngine(fake.base_url, model="endless")  # type: ignore[attr-defined]
+    runs = Runs(MemoryBroker(), abandon_after=0.1, format="ui")
+    memory = SQLiteMemory(str(tmp_path / "chat.sqlite3"), parent=("ChatSession", "a"))
+    memory.add_user_message("anyone there?")
+
+    async def scenario() -> list[MessageEvent]:
+        run = runs.start(engine, memory=memory)
+        assert await run.wait() == "abandoned"
+        parser = EventParser()
+        stream = to_sse(runs.follow(run.id), heartbeat=None)
+        return [message async for data in stream for message in parser.feed(data)]
+
+    events = asyncio.run(asyncio.wait_for(scenario(), DEADLINE))
+    assert fake.last_call().disconnected.wait(DEADLINE)
+    assert [(e.type, e.data) for e in events[-2:]] == [
+        ("message", '{"type":"abort"}'),
+        ("done", "[DONE]"),
+    ]
+    parts = [json.loads(e.data) for e in events[:-2]]
+    assert [p["type"] for p in parts[:3]] == ["start", "start-step", "text-start"]
+    text = "".join(p["delta"] for p in parts if p["type"] == "text-delta")
+    assert assistant_replies(memory) == [{"role": "assistant", "content": text, "partial": True}]
