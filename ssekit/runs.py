@@ -88,8 +88,11 @@ class Run:
 
     async def wait(self) -> Outcome:
         """Wait for the run's end (its reply stored, its `done` event published)."""
-        assert self._task is not None
-        await asyncio.shield(self._task)
+        task = self._task
+        if task is not None and task.get_loop() is asyncio.get_running_loop():
+            await asyncio.shield(task)
+        else:  # a run on another loop (a sync app's loop thread)
+            await asyncio.to_thread(self.ended.wait)
         assert self.outcome is not None
         return self.outcome
 
@@ -398,6 +401,9 @@ class Runs:
 
     def close(self) -> None:
         """`aclose()` for sync code (a sync app's shutdown): stop every run, end the loop thread."""
+        with contextlib.suppress(RuntimeError):
+            asyncio.get_running_loop()
+            raise TypeError("Runs.close() blocks: in async code, await runs.aclose() instead.")
         runs = self.running()
         for run in runs:
             run._cancel("stopped")

@@ -230,6 +230,12 @@ def test_options_are_checked() -> None:
     with pytest.raises(RunNotFound):
         Runs(MemoryBroker()).follow("not-a-run")
 
+    async def close_in_async_code() -> None:
+        Runs(MemoryBroker()).close()
+
+    with pytest.raises(TypeError, match=r"await runs\.aclose"):
+        asyncio.run(close_in_async_code())
+
 
 async def read_events(
     runs: Runs, run_id: str, last_id: str | None = None, limit: int | None = None
