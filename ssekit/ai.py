@@ -1,14 +1,17 @@
-"""Streaming from language models: the `Engine` protocol, an OpenAI-compatible engine, an offline
-demo engine, and `relay()` for re-serving any upstream event stream.
+"""Streaming from language models: the `Engine` protocol, the OpenAI-compatible and Anthropic
+engines, an offline demo engine, the output formats, and `relay()` for re-serving any upstream
+event stream.
 
 ```
 engine = OpenAICompatibleEngine("https://api.example.com/v1", api_key=key, model="some-model")
 return SSEResponse(engine.stream(messages), end="[DONE]")
 ```
 
-An engine's `stream()` yields chunks such as `{"content": "Hel"}`, usable directly as a `to_sse()`
-source.  When the client leaves, `to_sse()` closes the stream, which closes the upstream HTTP
-response at once: the upstream model stops generating (and billing) for nobody.
+An engine's `stream()` yields `Chunk`s such as `{"content": "Hel"}` (and reasoning, tool-call
+fragments, the finish reason and the usage, each with `content` too), usable directly as a
+`to_sse()` source, or through `ui_message_stream()` / `openai_chunk_stream()`.  When the client
+leaves, `to_sse()` closes the stream, which closes the upstream HTTP response at once: the
+upstream model stops generating (and billing) for nobody.
 Needs the `client` extra (httpx) for the HTTP engines.
 """
 
@@ -16,107 +19,64 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import re
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any, Protocol
 
+from ssekit._ai_anthropic import ANTHROPIC_VERSION, AnthropicEngine
+from ssekit._ai_chunks import (
+    FINISH_REASONS,
+    Chunk,
+    OpenAIChunkReader,
+    ToolCall,
+    ToolCallAssembler,
+    ToolCallDelta,
+    Usage,
+    openai_messages,
+)
+from ssekit._ai_errors import (
+    MODEL_SERVICE,
+    UPSTREAM_STREAM,
+    redact_secrets,
+    reported_error,
+    status_error,
+    unreachable_error,
+)
+from ssekit._ai_formats import UI_MESSAGE_STREAM_HEADERS, openai_chunk_stream, ui_message_stream
 from ssekit._errors import StreamError
 from ssekit._event import Event
 from ssekit._parse import EventParser, MessageEvent
 
-__all__ = ["DemoEngine", "Engine", "OpenAICompatibleEngine", "redact_secrets", "relay"]
+__all__ = [
+    "ANTHROPIC_VERSION",
+    "FINISH_REASONS",
+    "UI_MESSAGE_STREAM_HEADERS",
+    "AnthropicEngine",
+    "Chunk",
+    "DemoEngine",
+    "Engine",
+    "OpenAICompatibleEngine",
+    "ToolCall",
+    "ToolCallAssembler",
+    "ToolCallDelta",
+    "Usage",
+    "openai_chunk_stream",
+    "redact_secrets",
+    "relay",
+    "ui_message_stream",
+]
 
 #: One chat message: {"role": "user" | "assistant" | "system", "content": str}.
 ChatMessage = Mapping[str, Any]
 
 
 class Engine(Protocol):
-    """Anything that streams a reply to chat messages as chunks with a `content` string."""
+    """Anything that streams a reply to chat messages as chunks with a `content` string
+    (the built-in engines yield `Chunk`s)."""
 
     def stream(
         self, messages: Iterable[ChatMessage], **params: Any
-    ) -> AsyncIterator[dict[str, Any]]: ...
-
-
-#: Words that, followed by `:` or `=` (or a space and a long token), introduce a secret.
-_SECRET_NAMES = (
-    r"x-api-key|api[-_ ]?key|access[-_ ]?token|auth[-_ ]?token|refresh[-_ ]?token|"
-    r"client[-_ ]?secret|secret[-_ ]?key|secret|password|passwd|token|key"
-)
-_SECRET_PATTERNS = [
-    # "Bearer <token>", "Basic <credentials>" (an Authorization header echoed back).
-    (re.compile(r"\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=\-]+", re.IGNORECASE), r"\1 [REDACTED]"),
-    # api_key=..., "api-key": "...", x-api-key: ..., password=..., token: ...
-    (
-        re.compile(rf"\b({_SECRET_NAMES})([\"']?\s*[:=]\s*[\"']?)[^\s\"'&,;<>}}]+", re.IGNORECASE),
-        r"\1\2[REDACTED]",
-    ),
-    # "key 3f2a...": a long hex or base64 token right after a key-ish word.
-    (
-        re.compile(rf"\b({_SECRET_NAMES})(\W{{1,3}})[A-Za-z0-9+/_\-]{{16,}}=*", re.IGNORECASE),
-        r"\1\2[REDACTED]",
-    ),
-    # "sk-live-...", "sk-proj-...", "sk-ant-...": OpenAI/Anthropic-style keys anywhere.
-    (re.compile(r"\bsk-[A-Za-z0-9_\-]{4,}"), "sk-[REDACTED]"),
-]
-#: How much of an upstream error body is logged.
-_LOGGED_BODY_LIMIT = 2000
-
-logger = logging.getLogger("ssekit")
-#: How the client's error messages name the upstream: "The model service answered 401."
-_MODEL_SERVICE = "model service"
-_UPSTREAM_STREAM = "upstream stream"
-
-
-def redact_secrets(text: str) -> str:
-    """`text` with anything that looks like a credential replaced by `[REDACTED]`.
-
-    Covers `sk-...` keys, `Bearer ...`, `api_key=...` / `"api-key": "..."` / `x-api-key: ...`
-    and other key-ish names (token, secret, password) followed by a value.  Used before an
-    upstream's error body is logged or, when asked, shown.  A best effort, not a guarantee.
-    """
-    for pattern, replacement in _SECRET_PATTERNS:
-        text = pattern.sub(replacement, text)
-    return text
-
-
-def _excerpt(text: str, limit: int) -> str:
-    text = text.strip()
-    return text if len(text) <= limit else text[:limit] + "..."
-
-
-def _upstream_detail(body: str) -> str:
-    """The upstream's own error message (`error.message`), else an excerpt of its body."""
-    try:
-        payload = json.loads(body)
-        message = payload.get("error", {}).get("message") or payload.get("message")
-    except (ValueError, AttributeError):
-        message = None
-    return _excerpt(str(message) if message else body, 300) or "no details"
-
-
-def _upstream_status_error(service: str, status: int, body: str, *, expose: bool) -> StreamError:
-    """The `StreamError` for an upstream that answered `status`; its body is logged, redacted."""
-    logger.warning(
-        "ssekit: %s answered %d: %s",
-        service,
-        status,
-        redact_secrets(_excerpt(body, _LOGGED_BODY_LIMIT)) or "(empty body)",
-    )
-    generic = f"The {service} answered {status}."
-    if not expose:
-        return StreamError(generic)
-    return StreamError(f"The {service} answered {status}: {redact_secrets(_upstream_detail(body))}")
-
-
-def _unreachable_error(service: str, exc: Exception, *, expose: bool) -> StreamError:
-    """The `StreamError` for an upstream that could not be reached or read; the cause is logged."""
-    detail = redact_secrets(f"{type(exc).__name__}: {exc}")
-    logger.warning("ssekit: the %s could not be reached or read: %s", service, detail)
-    if not expose:
-        return StreamError(f"The {service} could not be reached.")
-    return StreamError(f"The {service} could not be reached: {detail}")
+    ) -> AsyncIterator[Mapping[str, Any]]: ...
 
 
 class OpenAICompatibleEngine:
@@ -152,14 +112,17 @@ class OpenAICompatibleEngine:
         self.expose_upstream_errors = expose_upstream_errors
         self._client = client
 
-    async def stream(
-        self, messages: Iterable[ChatMessage], **params: Any
-    ) -> AsyncIterator[dict[str, Any]]:
+    async def stream(self, messages: Iterable[ChatMessage], **params: Any) -> AsyncIterator[Chunk]:
         import httpx
 
         body = {"model": self.model, **self.defaults, **params}
-        body["messages"] = [dict(message) for message in messages]
+        body["messages"] = openai_messages(messages)
         body["stream"] = True
+        # Ask for the final usage chunk (`stream_options=None` leaves it out, for servers that
+        # refuse it).
+        body.setdefault("stream_options", {"include_usage": True})
+        if body["stream_options"] is None:
+            del body["stream_options"]
         headers = {"Accept": "text/event-stream"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
@@ -170,54 +133,36 @@ class OpenAICompatibleEngine:
             async with client.stream("POST", self.url, json=body, headers=headers) as response:
                 if response.status_code != 200:
                     text = (await response.aread()).decode("utf-8", "replace")
-                    raise _upstream_status_error(
-                        _MODEL_SERVICE, response.status_code, text, expose=expose
-                    )
-                parser = EventParser()
+                    raise status_error(MODEL_SERVICE, response.status_code, text, expose=expose)
+                parser, reader = EventParser(), OpenAIChunkReader()
                 async for data in response.aiter_bytes():
                     for message in parser.feed(data):
                         if message.data == "[DONE]":
                             return
-                        chunk = _content_chunk(message, expose=expose)
-                        if chunk is not None:
+                        for chunk in _content_chunk(message, reader, expose=expose):
                             yield chunk
         except httpx.HTTPError as exc:
-            raise _unreachable_error(_MODEL_SERVICE, exc, expose=expose) from exc
+            raise unreachable_error(MODEL_SERVICE, exc, expose=expose) from exc
         finally:
             if owns_client:
                 await client.aclose()
 
 
-def _content_chunk(message: MessageEvent, *, expose: bool) -> dict[str, Any] | None:
-    """The `{"content": ...}` chunk of one upstream message, None when it carries no text."""
+def _content_chunk(
+    message: MessageEvent, reader: OpenAIChunkReader, *, expose: bool
+) -> list[Chunk]:
+    """The chunks of one upstream message (text, reasoning, tool calls, finish, usage)."""
     try:
         payload = json.loads(message.data)
     except ValueError:
         raise StreamError("The model service sent a message that is not JSON.") from None
     if not isinstance(payload, dict):
-        return None
+        return []
     error = payload.get("error")
     if error:
-        detail = redact_secrets(_excerpt(message.data, _LOGGED_BODY_LIMIT))
-        logger.warning("ssekit: the %s reported an error mid-stream: %s", _MODEL_SERVICE, detail)
-        if not expose:
-            raise StreamError(f"The {_MODEL_SERVICE} reported an error.")
         shown = error.get("message") if isinstance(error, dict) else error
-        raise StreamError(
-            f"The {_MODEL_SERVICE} reported an error: {redact_secrets(_excerpt(str(shown), 300))}"
-        )
-    choices = payload.get("choices") or []
-    if not choices:
-        return None
-    choice = choices[0]
-    content = (choice.get("delta") or {}).get("content")
-    finish = choice.get("finish_reason")
-    if not content and not finish:
-        return None
-    chunk: dict[str, Any] = {"content": content or ""}
-    if finish:
-        chunk["finish_reason"] = finish
-    return chunk
+        raise reported_error(MODEL_SERVICE, message.data, shown, expose=expose)
+    return reader.chunks(payload)
 
 
 _TOKEN = re.compile(r"\s*\S+")
@@ -285,8 +230,8 @@ async def relay(
         async with client.stream(method, url, headers=sent_headers, **request) as response:
             if response.status_code != 200:
                 text = (await response.aread()).decode("utf-8", "replace")
-                raise _upstream_status_error(
-                    _UPSTREAM_STREAM, response.status_code, text, expose=expose_upstream_errors
+                raise status_error(
+                    UPSTREAM_STREAM, response.status_code, text, expose=expose_upstream_errors
                 )
             parser = EventParser()
             last_id, retry = "", None
@@ -307,7 +252,7 @@ async def relay(
                     last_id = parser.last_event_id
                     yield Event(id=last_id)
     except httpx.HTTPError as exc:
-        raise _unreachable_error(_UPSTREAM_STREAM, exc, expose=expose_upstream_errors) from exc
+        raise unreachable_error(UPSTREAM_STREAM, exc, expose=expose_upstream_errors) from exc
     finally:
         if owns_client:
             await client.aclose()

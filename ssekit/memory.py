@@ -8,8 +8,9 @@ reply = memory.record(engine.stream(memory.get_messages()))   # a to_sse() sourc
 
 `record()` passes chunks through untouched and stores the assistant's reply once, whole, when the
 stream ends; if the client left or the source failed, what was streamed is stored marked
-`partial`.  `SQLiteMemory` (stdlib `sqlite3`, WAL, safe across threads and processes) is the
-default; `RedisMemory` serves several hosts.
+`partial`.  Tool calls the reply made (see `ssekit.ai.Chunk`) are stored with it, whole, as the
+message's `tool_calls`.  `SQLiteMemory` (stdlib `sqlite3`, WAL, safe across threads and
+processes) is the default; `RedisMemory` serves several hosts.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import threading
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 from typing import Any, ClassVar, Protocol
+
+from ssekit._ai_chunks import ToolCall, ToolCallAssembler
 
 __all__ = ["ROLES", "BaseMemory", "Memory", "RedisMemory", "SQLiteMemory", "record"]
 
@@ -40,7 +43,9 @@ class Memory(Protocol):
 
     def add_user_message(self, content: str) -> None: ...
 
-    def add_assistant_message(self, content: str, *, partial: bool = False) -> None: ...
+    def add_assistant_message(
+        self, content: str, *, partial: bool = False, tool_calls: list[ToolCall] | None = None
+    ) -> None: ...
 
     def clear(self) -> None: ...
 
@@ -58,6 +63,17 @@ def _check_parent(parent: object) -> Parent:
     return kind, ident
 
 
+def _check_tool_calls(role: str, calls: object) -> None:
+    if role != "assistant":
+        raise ValueError(f"only assistant messages have tool_calls, not {role!r} ones.")
+    if not isinstance(calls, list) or not all(
+        isinstance(call, dict)
+        and all(isinstance(call.get(key), str) for key in ("id", "name", "arguments"))
+        for call in calls
+    ):
+        raise TypeError("tool_calls must be a list of {'id', 'name', 'arguments'} dicts of str.")
+
+
 def _check_message(role: object, content: object) -> None:
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}, not {role!r}.")
@@ -72,17 +88,32 @@ class BaseMemory:
         #: Whose conversation this is: (type, id), e.g. ("ChatSession", "42").
         self.parent = _check_parent(parent)
 
-    def add_message(self, role: str, content: str, *, partial: bool = False) -> None:
+    def add_message(
+        self,
+        role: str,
+        content: str,
+        *,
+        partial: bool = False,
+        tool_calls: list[ToolCall] | None = None,
+    ) -> None:
         _check_message(role, content)
-        self._store(role, content, partial)
+        if tool_calls:
+            _check_tool_calls(role, tool_calls)
+            self._store(role, content, partial, tool_calls)
+        else:
+            self._store(role, content, partial)
 
     def add_user_message(self, content: str) -> None:
         self.add_message("user", content)
 
-    def add_assistant_message(self, content: str, *, partial: bool = False) -> None:
-        self.add_message("assistant", content, partial=partial)
+    def add_assistant_message(
+        self, content: str, *, partial: bool = False, tool_calls: list[ToolCall] | None = None
+    ) -> None:
+        self.add_message("assistant", content, partial=partial, tool_calls=tool_calls)
 
-    def _store(self, role: str, content: str, partial: bool) -> None:
+    def _store(
+        self, role: str, content: str, partial: bool, tool_calls: list[ToolCall] | None = None
+    ) -> None:
         raise NotImplementedError
 
     def get_messages(self) -> list[dict[str, Any]]:
@@ -117,35 +148,55 @@ def record(memory: Memory, source: Iterable[Any] | AsyncIterable[Any]) -> Any:
     return _record_sync(memory, source)
 
 
-def _store_reply(memory: Memory, text: str, complete: bool) -> None:
-    # A reply cut off before its first token leaves nothing worth a message in the history.
-    if complete or text:
-        memory.add_assistant_message(text, partial=not complete)
+class _Reply:
+    """What `record()` has seen of a reply: its text, and its tool calls until the last finish."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.tools = ToolCallAssembler()
+        self.finished_calls: list[ToolCall] = []
+
+    def take(self, chunk: Any) -> None:
+        self.parts.append(_content_of(chunk))
+        if isinstance(chunk, dict) and len(chunk) > 1:
+            self.tools.feed(chunk)
+            if chunk.get("finish_reason"):
+                self.finished_calls = self.tools.calls
+
+    def store(self, memory: Memory, complete: bool) -> None:
+        # A tool call is stored once it is whole: the reply finished (a call cut off mid-arguments
+        # is no call).  A reply cut off before its first token leaves nothing worth storing.
+        text = "".join(self.parts)
+        calls = self.tools.calls if complete else self.finished_calls
+        if calls:
+            memory.add_assistant_message(text, partial=not complete, tool_calls=calls)
+        elif complete or text:
+            memory.add_assistant_message(text, partial=not complete)
 
 
 def _record_sync(memory: Memory, source: Iterable[Any]) -> Iterator[Any]:
-    parts: list[str] = []
+    reply = _Reply()
     complete = False
     iterator = iter(source)
     try:
         for chunk in iterator:
-            parts.append(_content_of(chunk))
+            reply.take(chunk)
             yield chunk
         complete = True
     finally:
         close = getattr(iterator, "close", None)
         if callable(close):
             close()
-        _store_reply(memory, "".join(parts), complete)
+        reply.store(memory, complete)
 
 
 async def _record_async(memory: Memory, source: AsyncIterable[Any]) -> AsyncIterator[Any]:
-    parts: list[str] = []
+    reply = _Reply()
     complete = False
     iterator = aiter(source)
     try:
         async for chunk in iterator:
-            parts.append(_content_of(chunk))
+            reply.take(chunk)
             yield chunk
         complete = True
     finally:
@@ -154,7 +205,7 @@ async def _record_async(memory: Memory, source: AsyncIterable[Any]) -> AsyncIter
             if callable(aclose):
                 await aclose()
         finally:
-            _store_reply(memory, "".join(parts), complete)
+            reply.store(memory, complete)
 
 
 _SCHEMA = """
@@ -165,10 +216,13 @@ CREATE TABLE IF NOT EXISTS ssekit_messages (
     role TEXT NOT NULL,
     content TEXT NOT NULL,
     partial INTEGER NOT NULL DEFAULT 0,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    tool_calls TEXT
 );
 CREATE INDEX IF NOT EXISTS ssekit_messages_parent ON ssekit_messages (parent_type, parent_id, seq);
 """
+_COLUMNS = "PRAGMA table_info(ssekit_messages)"
+_ADD_TOOL_CALLS = "ALTER TABLE ssekit_messages ADD COLUMN tool_calls TEXT"
 
 
 class SQLiteMemory(BaseMemory):
@@ -190,6 +244,9 @@ class SQLiteMemory(BaseMemory):
                 with self._connect() as connection:
                     connection.execute("PRAGMA journal_mode=WAL")
                     connection.executescript(_SCHEMA)
+                    columns = {row[1] for row in connection.execute(_COLUMNS)}
+                    if "tool_calls" not in columns:  # a file made before tool calls were kept
+                        connection.execute(_ADD_TOOL_CALLS)
                 self._initialised.add(self.path)
 
     def _connect(self) -> sqlite3.Connection:
@@ -205,17 +262,30 @@ class SQLiteMemory(BaseMemory):
 
     def get_messages(self) -> list[dict[str, Any]]:
         rows = self._run(
-            "SELECT role, content, partial FROM ssekit_messages"
+            "SELECT role, content, partial, tool_calls FROM ssekit_messages"
             " WHERE parent_type = ? AND parent_id = ? ORDER BY seq",
             self.parent,
         )
-        return [_message(role, content, bool(partial)) for role, content, partial in rows]
+        return [
+            _message(role, content, bool(partial), json.loads(calls) if calls else None)
+            for role, content, partial, calls in rows
+        ]
 
-    def _store(self, role: str, content: str, partial: bool) -> None:
+    def _store(
+        self, role: str, content: str, partial: bool, tool_calls: list[ToolCall] | None = None
+    ) -> None:
         self._run(
-            "INSERT INTO ssekit_messages (parent_type, parent_id, role, content, partial, created)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (*self.parent, role, content, int(partial), time.time()),
+            "INSERT INTO ssekit_messages"
+            " (parent_type, parent_id, role, content, partial, created, tool_calls)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                *self.parent,
+                role,
+                content,
+                int(partial),
+                time.time(),
+                json.dumps(tool_calls) if tool_calls else None,
+            ),
         )
 
     def clear(self) -> None:
@@ -224,8 +294,12 @@ class SQLiteMemory(BaseMemory):
         )
 
 
-def _message(role: str, content: str, partial: bool) -> dict[str, Any]:
+def _message(
+    role: str, content: str, partial: bool, tool_calls: list[ToolCall] | None = None
+) -> dict[str, Any]:
     message: dict[str, Any] = {"role": role, "content": content}
+    if tool_calls:
+        message["tool_calls"] = tool_calls
     if partial:
         message["partial"] = True
     return message
@@ -246,8 +320,10 @@ class RedisMemory(BaseMemory):
         raw: Any = self._client.lrange(self.key, 0, -1)
         return [json.loads(item) for item in raw]
 
-    def _store(self, role: str, content: str, partial: bool) -> None:
-        self._client.rpush(self.key, json.dumps(_message(role, content, partial)))
+    def _store(
+        self, role: str, content: str, partial: bool, tool_calls: list[ToolCall] | None = None
+    ) -> None:
+        self._client.rpush(self.key, json.dumps(_message(role, content, partial, tool_calls)))
 
     def clear(self) -> None:
         self._client.delete(self.key)

@@ -108,8 +108,8 @@ def test_engine_streams_the_reply_exactly_and_stops_at_done(fake: FakeOpenAI) ->
     """The chunks are the upstream deltas exactly (unicode, a line break; role-only and empty
     deltas and comments skipped; the finish reason kept).  The fake keeps its response open after
     `data: [DONE]`, so the stream ending at all proves `[DONE]` ends it, and the upstream
-    connection is then closed.  The request carries the messages, `stream: true`, the model,
-    the engine's defaults overridden per call, and the API key."""
+    connection is then closed.  The request carries the messages, `stream: true`, a request for
+    the usage chunk, the model, the engine's defaults overridden per call, and the API key."""
     engine = engine_for(fake, temperature=0.5, max_tokens=64)
     chunks = asyncio.run(collect(engine.stream(MESSAGES, temperature=0)))
     assert chunks == SCRIPT_CHUNKS
@@ -121,6 +121,7 @@ def test_engine_streams_the_reply_exactly_and_stops_at_done(fake: FakeOpenAI) ->
         "max_tokens": 64,
         "messages": MESSAGES,
         "stream": True,
+        "stream_options": {"include_usage": True},
     }
     assert call.headers["authorization"] == "Bearer sk-test"
     assert call.headers["accept"] == "text/event-stream"
