@@ -120,20 +120,20 @@ def track(registry: StreamRegistry | None, stream: SSEStream) -> Callable[[], No
 
 
 def run_in_new_loop(awaitable: Awaitable[Any]) -> Any:
-    """Run an async hook from sync code on a loop of its own (in this thread's context)."""
+    """Run an async hook from sync code on a loop of its own, in this thread's context.
+
+    Where a loop already runs in this thread it raises `RuntimeError` (so the hook denies).
+    """
 
     async def result() -> Any:
         return await awaitable
 
-    return asyncio.run(result())
-
-
-def _verdict(hook: Callable[..., Any], args: tuple[Any, ...], run: RunAsync | None) -> Any:
-    """The hook's answer, or an awaitable of it (when `run` is None)."""
-    answer = hook(*args)
-    if run is not None and inspect.isawaitable(answer):
-        return run(answer)
-    return answer
+    coroutine = result()
+    try:
+        return asyncio.run(coroutine)
+    finally:  # no-ops once they have run; otherwise no "never awaited" warnings
+        coroutine.close()
+        getattr(awaitable, "close", lambda: None)()
 
 
 def allowed(hook: Callable[..., Any] | None, args: tuple[Any, ...], run: RunAsync) -> bool:
@@ -141,7 +141,8 @@ def allowed(hook: Callable[..., Any] | None, args: tuple[Any, ...], run: RunAsyn
     if hook is None:
         return True
     try:
-        return bool(_verdict(hook, args, run))
+        answer = hook(*args)
+        return bool(run(answer) if inspect.isawaitable(answer) else answer)
     except Exception:
         logger.exception("ssekit: the authorize hook raised; access denied")
         return False
@@ -152,7 +153,7 @@ async def aallowed(hook: Callable[..., Any] | None, args: tuple[Any, ...]) -> bo
     if hook is None:
         return True
     try:
-        answer = _verdict(hook, args, None)
+        answer = hook(*args)
         return bool(await answer if inspect.isawaitable(answer) else answer)
     except Exception:
         logger.exception("ssekit: the authorize hook raised; access denied")
