@@ -136,7 +136,9 @@ def run_in_new_loop(awaitable: Awaitable[Any]) -> Any:
         getattr(awaitable, "close", lambda: None)()
 
 
-def allowed(hook: Callable[..., Any] | None, args: tuple[Any, ...], run: RunAsync) -> bool:
+def allowed(
+    hook: Callable[..., Any] | None, args: tuple[Any, ...], run: RunAsync = run_in_new_loop
+) -> bool:
     """Ask a sync or async hook from sync code; a hook that raises denies (and is logged)."""
     if hook is None:
         return True

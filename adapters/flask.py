@@ -31,9 +31,12 @@ from ssekit._registry import StreamRegistry
 from ssekit._stream import Source, SSEStream
 from ssekit.adapters._common import SSE_HEADERS, wsgi_last_event_id
 from ssekit.adapters._core import (
+    FORBIDDEN,
+    Authorize,
     AuthorizeTopics,
     BrokerEndpoint,
     Refuse,
+    allowed,
     checked_options,
     make_stream,
 )
@@ -95,21 +98,34 @@ def sse(view: View, /) -> Callable[..., Response]: ...
 
 @overload
 def sse(
-    view: None = None, /, **options: Unpack[StreamOptionsDict]
+    view: None = None,
+    /,
+    *,
+    authorize: Authorize[Request] | None = None,
+    **options: Unpack[StreamOptionsDict],
 ) -> Callable[[View], Callable[..., Response]]: ...
 
 
-def sse(view: View | None = None, /, **options: Unpack[StreamOptionsDict]) -> Any:
+def sse(
+    view: View | None = None,
+    /,
+    *,
+    authorize: Authorize[Request] | None = None,
+    **options: Unpack[StreamOptionsDict],
+) -> Any:
     """Turn a view that returns (or is) a source into a stream response: `@sse` or `@sse(...)`.
 
     A view that returns a `Response` (a redirect, an error) is passed through untouched.
-    Options are checked when the view is decorated.
+    `authorize(request)` (sync or async) returning False, or raising, gives 403 before the view
+    runs.  Options are checked when the view is decorated.
     """
     checked_options(options)
 
     def decorate(view: View) -> Callable[..., Response]:
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Response:
+            if not allowed(authorize, (request,)):
+                return _plain(FORBIDDEN)
             result = view(*args, **kwargs)
             if isinstance(result, Response):
                 return result
@@ -120,6 +136,10 @@ def sse(view: View | None = None, /, **options: Unpack[StreamOptionsDict]) -> An
     if view is not None:
         return decorate(view)
     return decorate
+
+
+def _plain(refused: Refuse) -> Response:
+    return Response(refused.reason, refused.status, refused.headers, mimetype="text/plain")
 
 
 def broker_view(
@@ -142,9 +162,7 @@ def broker_view(
 
     def view(topic: str) -> Response:
         answer = endpoint.respond(endpoint.decide(request, topic, last_event_id()))
-        if isinstance(answer, Refuse):
-            return Response(answer.reason, answer.status, answer.headers, mimetype="text/plain")
-        return sse_response(answer)
+        return _plain(answer) if isinstance(answer, Refuse) else sse_response(answer)
 
     view.__name__ = f"ssekit_broker_{id(broker):x}"
     return view

@@ -4,7 +4,8 @@
 (403, logged), never allows and never gives a 500.  The hook is asked on every connection,
 first connect and reconnect with `Last-Event-ID` alike.  Broker endpoints: Flask's
 `broker_view` under werkzeug, Starlette's and FastAPI's `broker_route` under uvicorn.  Stream
-endpoints: `SSEWSGIApp` under werkzeug, `SSEApp` and `sse_route` under uvicorn.
+endpoints: `SSEWSGIApp` and Flask's `@sse` under werkzeug, `SSEApp` and `sse_route` under
+uvicorn.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from wsgi_servers import SSEReader, werkzeug_server
 
 from ssekit.adapters._common import SSERequest
 from ssekit.adapters.asgi import SSEApp
-from ssekit.adapters.flask import broker_view
+from ssekit.adapters.flask import broker_view, last_event_id, sse
 from ssekit.adapters.starlette import broker_route, sse_route
 from ssekit.adapters.wsgi import SSEWSGIApp
 from ssekit.broker import MemoryBroker
@@ -35,7 +36,7 @@ from ssekit.broker import MemoryBroker
 pytestmark = pytest.mark.timeout(60)
 
 BROKER_ADAPTERS = ("flask", "starlette", "fastapi")
-STREAM_ADAPTERS = ("wsgi", "asgi", "starlette")
+STREAM_ADAPTERS = ("wsgi", "flask", "asgi", "starlette")
 HEARTBEAT = 0.2
 #: The header a test client sends, which a hook reads through its framework's request.
 USER_HEADER = "X-User"
@@ -106,6 +107,16 @@ def serve_stream(adapter: str, authorize: Any) -> Iterator[str]:
     options: dict[str, Any] = {"authorize": authorize, "heartbeat": HEARTBEAT}
     if adapter == "wsgi":
         with werkzeug_server(SSEWSGIApp(_echo, **options)) as url:
+            yield url
+    elif adapter == "flask":
+        app = Flask(__name__)
+
+        @app.get("/events/<path:topic>")
+        @sse(**options)
+        def events(topic: str) -> list[dict[str, Any]]:
+            return [{"last_event_id": last_event_id()}]
+
+        with werkzeug_server(app) as url:
             yield url
     elif adapter == "asgi":
         with uvicorn_server(SSEApp(_echo, **options)) as url:
