@@ -36,6 +36,25 @@ if TYPE_CHECKING:  # for the adapters' `**options: Unpack[StreamOptionsDict]`
     else:
         from typing_extensions import Unpack as Unpack
 
+__all__ = [
+    "FORBIDDEN",
+    "Authorize",
+    "AuthorizeTopics",
+    "BrokerEndpoint",
+    "Decision",
+    "Factory",
+    "Refuse",
+    "RetryLater",
+    "Stream",
+    "StreamEndpoint",
+    "allowed",
+    "checked_options",
+    "make_stream",
+    "refuse_async",
+    "run_in_new_loop",
+    "track",
+]
+
 logger = logging.getLogger("ssekit")
 
 R = TypeVar("R")  # the request type of the framework

@@ -2,7 +2,8 @@
 
 It iterates the stream, checks that the client is still there before each write where the
 server shares the client's socket, and closes the stream (and so its source) when the server
-calls `close()`.
+calls `close()`.  Also here: a refusal as a plain-text response, and the warning for gunicorn's
+sync worker.
 """
 
 from __future__ import annotations
@@ -21,6 +22,16 @@ from typing import Any
 from ssekit._registry import StreamRegistry
 from ssekit._stream import SSEStream
 from ssekit.adapters._core import Refuse, track
+
+__all__ = [
+    "Environ",
+    "StartResponse",
+    "StreamBody",
+    "client_socket",
+    "peer_closed",
+    "refusal",
+    "warn_if_blocking_worker",
+]
 
 logger = logging.getLogger("ssekit")
 
