@@ -8,6 +8,7 @@ headers) to send as plain text; a broker endpoint first decides `Stream`, `Refus
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import logging
 import sys
@@ -141,7 +142,8 @@ def track(registry: StreamRegistry | None, stream: SSEStream) -> Callable[[], No
 def run_in_new_loop(awaitable: Awaitable[Any]) -> Any:
     """Run an async hook from sync code on a loop of its own, in this thread's context.
 
-    Where a loop already runs in this thread it raises `RuntimeError` (so the hook denies).
+    Under gevent every "thread" is a greenlet of one OS thread, where another greenlet's loop
+    counts as running: the hook's loop then runs in a real thread of gevent's pool.
     """
 
     async def result() -> Any:
@@ -149,10 +151,22 @@ def run_in_new_loop(awaitable: Awaitable[Any]) -> Any:
 
     coroutine = result()
     try:
+        gevent = sys.modules.get("gevent")
+        if gevent is not None and _loop_running():
+            context = contextvars.copy_context()  # e.g. Flask's request, for the hook
+            return gevent.get_hub().threadpool.apply(context.run, (asyncio.run, coroutine))
         return asyncio.run(coroutine)
     finally:  # no-ops once they have run; otherwise no "never awaited" warnings
         coroutine.close()
         getattr(awaitable, "close", lambda: None)()
+
+
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def allowed(

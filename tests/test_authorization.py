@@ -12,19 +12,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import json
 import logging
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from apps import EVENTS_ENV
 from asgi_servers import uvicorn_server
 from fastapi import FastAPI
 from flask import Flask
 from starlette.applications import Starlette
-from wsgi_servers import SSEReader, werkzeug_server
+from wsgi_servers import SSEReader, gunicorn_server, werkzeug_server
 
 from ssekit.adapters._common import SSERequest
 from ssekit.adapters.asgi import SSEApp
@@ -196,3 +199,21 @@ def test_stream_endpoint_hook(adapter: str, kind: str, verdict: bool | None) -> 
             else:
                 assert (response.status_code, response.text) == (403, "Forbidden")
     assert hook.calls == [("ann", None), ("bob", None)]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("gevent") is None, reason="needs gevent")
+def test_async_hooks_run_under_gunicorn_gevent(tmp_path: Path) -> None:
+    """Under gevent every "thread" shares one OS thread, where the loop of a stream's async
+    source counts as running: an async hook must still run (not deny everyone)."""
+    env = {EVENTS_ENV: str(tmp_path / "events.log")}
+    with (
+        gunicorn_server("apps.flask_app:create_app()", "gevent", workdir=tmp_path, env=env) as app,
+        _client(app.url) as http,
+        http.stream("GET", "/hold", params={"kind": "async", "tag": "loop"}) as held,
+    ):
+        SSEReader(held).read_until(b"ready")  # an async source: the shared helper loop runs
+        for path in ("/guarded/room/1", "/guarded-stream"):
+            with http.stream("GET", path, headers={USER_HEADER: "ann"}) as response:
+                assert response.status_code == 200, app.stderr()
+            denied = http.get(path, headers={USER_HEADER: "bob"})
+            assert (denied.status_code, denied.text) == (403, "Forbidden")

@@ -16,6 +16,8 @@ Routes (query parameters: `kind` is "sync" or "async", `tag` names a source in t
     /subscription        a `Subscription` source (logs "iterated"/"closed")
     /broken              the view raises before returning a source
     /decorated-broken    an `@sse` view raises before returning a source
+    /guarded/<topic>     `broker_view` with an async `authorize` hook: only `X-User: ann` may in
+    /guarded-stream      `@sse` with the same async hook
 """
 
 from __future__ import annotations
@@ -25,11 +27,12 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-from flask import Flask, Response, redirect, request, stream_with_context
+from flask import Flask, Request, Response, redirect, request, stream_with_context
 
 from apps import HEARTBEAT, Subscription, events_path, hold, sample, sample_sync, slow
 from ssekit import StreamRegistry
-from ssekit.adapters.flask import init_app, last_event_id, sse, sse_response
+from ssekit.adapters.flask import broker_view, init_app, last_event_id, sse, sse_response
+from ssekit.broker import MemoryBroker
 
 #: The registry's farewell and reconnection hint, checked by the tests.
 FAREWELL = "bye"
@@ -107,5 +110,17 @@ def create_app(events: str | None = None) -> Flask:
     @sse
     def decorated_broken() -> Iterator[Any]:
         raise ValueError("the view failed before returning a source")
+
+    async def only_ann(request: Request, topics: list[str] | None = None) -> bool:
+        await asyncio.sleep(0)  # a real await: the hook must run on a loop
+        return request.headers.get("X-User") == "ann"
+
+    guarded = broker_view(MemoryBroker(), authorize=only_ann, heartbeat=HEARTBEAT)
+    app.add_url_rule("/guarded/<path:topic>", view_func=guarded)
+
+    @app.get("/guarded-stream")
+    @sse(authorize=only_ann, heartbeat=HEARTBEAT)
+    def guarded_stream() -> Iterator[Any]:
+        return sample_sync()
 
     return app
