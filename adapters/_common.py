@@ -1,25 +1,18 @@
-"""What every adapter shares: response headers, the request view a source factory gets, errors."""
+"""What every adapter shares about a request: the response headers, `Last-Event-ID`, the view."""
 
 from __future__ import annotations
 
-import inspect
-import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl
-
-from ssekit._stream import Source, SSEStream, to_sse
 
 __all__ = [
     "LAST_EVENT_ID_QUERY",
     "SSE_HEADERS",
-    "Factory",
     "SSERequest",
-    "allowed_methods",
-    "make_stream",
+    "asgi_last_event_id",
+    "wsgi_last_event_id",
 ]
-
-logger = logging.getLogger("ssekit")
 
 #: The response headers of every stream.  No Content-Length (the body is open-ended) and no
 #: Connection header (HTTP/2 forbids it; servers manage keep-alive themselves).
@@ -31,6 +24,45 @@ SSE_HEADERS: tuple[tuple[str, str], ...] = (
 
 #: The query parameter read when a client cannot send the `Last-Event-ID` header.
 LAST_EVENT_ID_QUERY = "lastEventId"
+
+
+def _text(raw: bytes) -> str:
+    """UTF-8, as browsers and ssekit's client send it; Latin-1 only for bytes that are not UTF-8."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
+def _raw(value: str) -> bytes:
+    """The bytes behind a WSGI (PEP 3333: Latin-1-decoded) string."""
+    try:
+        return value.encode("latin-1")
+    except UnicodeEncodeError:  # a server that decoded it already
+        return value.encode("utf-8", "surrogatepass")
+
+
+def _resume_point(header: bytes | None, query_string: bytes) -> str | None:
+    """The one rule: the `Last-Event-ID` header, else the last `lastEventId` query parameter."""
+    if header is not None:
+        return _text(header)
+    query = dict(parse_qsl(query_string.decode("latin-1"), True, encoding="latin-1"))
+    found = query.get(LAST_EVENT_ID_QUERY)  # the last one given: a dict keeps the last value
+    return None if found is None else _text(found.encode("latin-1"))
+
+
+def wsgi_last_event_id(environ: Mapping[str, Any]) -> str | None:
+    """Where the client wants to resume, from a WSGI environ."""
+    header = environ.get("HTTP_LAST_EVENT_ID")
+    return _resume_point(
+        None if header is None else _raw(header), _raw(environ.get("QUERY_STRING", ""))
+    )
+
+
+def asgi_last_event_id(scope: Mapping[str, Any]) -> str | None:
+    """Where the client wants to resume, from an ASGI scope."""
+    header = next((v for k, v in scope.get("headers", ()) if k.lower() == b"last-event-id"), None)
+    return _resume_point(header, scope.get("query_string", b""))
 
 
 class SSERequest:
@@ -46,6 +78,7 @@ class SSERequest:
         headers: Mapping[str, str],
         query: Mapping[str, str],
         raw: Any,
+        last_event_id: str | None = None,
     ) -> None:
         #: The HTTP method, upper case.
         self.method = method
@@ -57,68 +90,32 @@ class SSERequest:
         self.query = query
         #: The WSGI environ or the ASGI scope, for anything else.
         self.raw = raw
-        #: Where the client wants to resume: the `Last-Event-ID` header, else the `lastEventId`
-        #: query parameter, else None.
-        self.last_event_id = headers.get("last-event-id", query.get(LAST_EVENT_ID_QUERY))
+        #: Where the client wants to resume (`Last-Event-ID`, else `lastEventId`), or None.
+        self.last_event_id = last_event_id
 
     @classmethod
     def from_wsgi(cls, environ: Mapping[str, Any]) -> SSERequest:
-        headers = {
-            key[5:].replace("_", "-").lower(): value
-            for key, value in environ.items()
-            if key.startswith("HTTP_")
-        }
         return cls(
             method=environ.get("REQUEST_METHOD", "GET").upper(),
             path=environ.get("PATH_INFO", "/"),
-            headers=headers,
+            headers={
+                k[5:].replace("_", "-").lower(): v for k, v in environ.items() if k[:5] == "HTTP_"
+            },
             query=dict(parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True)),
             raw=environ,
+            last_event_id=wsgi_last_event_id(environ),
         )
 
     @classmethod
     def from_asgi(cls, scope: Mapping[str, Any]) -> SSERequest:
-        headers = {
-            name.decode("latin-1").lower(): value.decode("latin-1")
-            for name, value in scope.get("headers", ())
-        }
-        query_string = scope.get("query_string", b"").decode("latin-1")
         return cls(
             method=scope.get("method", "GET").upper(),
             path=scope.get("path", "/"),
-            headers=headers,
-            query=dict(parse_qsl(query_string, keep_blank_values=True)),
+            headers={k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]},
+            query=dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), True)),
             raw=scope,
+            last_event_id=asgi_last_event_id(scope),
         )
 
     def __repr__(self) -> str:
         return f"SSERequest({self.method} {self.path}, last_event_id={self.last_event_id!r})"
-
-
-#: Builds the source (or a ready `SSEStream`) for one request; may be a coroutine function.
-Factory = Callable[[SSERequest], "Source | SSEStream | Awaitable[Source | SSEStream]"]
-
-
-def allowed_methods(methods: Iterable[str]) -> frozenset[str]:
-    """GET and HEAD are always allowed; `methods` may add others (e.g. POST)."""
-    extra = {method.upper() for method in methods}
-    return frozenset({"GET", "HEAD"} | extra)
-
-
-def make_stream(source: Source | SSEStream, options: Mapping[str, Any]) -> SSEStream:
-    """Wrap a source in a stream with `options`, or take a ready stream as it is."""
-    if isinstance(source, SSEStream):
-        if options:
-            raise TypeError(
-                "Stream options were given both to the adapter and to to_sse(); give them once."
-            )
-        return source
-    return to_sse(source, **options)
-
-
-async def call_factory(factory: Factory, request: SSERequest) -> Source | SSEStream:
-    """Call a sync or async factory."""
-    result = factory(request)
-    if inspect.isawaitable(result):
-        result = await result
-    return result

@@ -11,20 +11,17 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ssekit._registry import STATE_KEY, StreamRegistry
 from ssekit._stream import SSEStream
-from ssekit.adapters._common import (
-    SSE_HEADERS,
-    Factory,
-    SSERequest,
-    allowed_methods,
-    call_factory,
-    make_stream,
-)
+from ssekit.adapters._common import SSE_HEADERS, SSERequest
+from ssekit.adapters._core import Authorize, Factory, Refuse, StreamEndpoint, track
 
-__all__ = ["DEFAULT_SEND_TIMEOUT", "SSEApp", "serve_stream"]
+if TYPE_CHECKING:
+    from ssekit.adapters._core import StreamOptionsDict, Unpack
+
+__all__ = ["DEFAULT_SEND_TIMEOUT", "SSEApp", "send_refusal", "serve_stream"]
 
 logger = logging.getLogger("ssekit")
 
@@ -75,10 +72,8 @@ async def serve_stream(
         await stream.aclose()
         await send({"type": "http.response.body", "body": b"", "more_body": False})
         return
-    if registry is None:  # not `registry or ...`: an empty registry is falsy (it has __len__)
-        registry = registry_of(scope)
-    if registry is not None:
-        registry.add(stream)
+    # not `registry or ...`: an empty registry is falsy (it has __len__)
+    untrack = track(registry_of(scope) if registry is None else registry, stream)
     loop = asyncio.get_running_loop()
     pump = loop.create_task(_pump(stream, send, send_timeout))
     watcher = loop.create_task(_wait_for_disconnect(receive))
@@ -90,8 +85,7 @@ async def serve_stream(
             pump.cancel()  # the client left: the pump's stream.aclose() closes the source
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.wait((pump, watcher))
-        if registry is not None:
-            registry.discard(stream)
+        untrack()
     if pump.done() and not pump.cancelled() and pump.exception() is None and pump.result():
         await _send_quietly(send, {"type": "http.response.body", "body": b"", "more_body": False})
 
@@ -168,16 +162,15 @@ async def _send_quietly(send: Send, message: Message) -> None:
         await send(message)
 
 
-async def _send_plain(
-    send: Send, status: int, text: str, extra: Iterable[tuple[bytes, bytes]]
-) -> None:
-    body = text.encode()
+async def send_refusal(send: Send, refused: Refuse) -> None:
+    """Answer with the refusal's status and its short reason as plain text."""
+    body = refused.reason.encode()
     headers = [
         (b"content-type", b"text/plain; charset=utf-8"),
         (b"content-length", str(len(body)).encode()),
-        *extra,
+        *((name.lower().encode(), value.encode()) for name, value in refused.headers),
     ]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.start", "status": refused.status, "headers": headers})
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
@@ -188,26 +181,28 @@ class SSEApp:
     app = SSEApp(lambda request: ticks(after=request.last_event_id), heartbeat=10)
     ```
 
-    GET and HEAD are served (`methods=` adds others).  When it is the top-level app it also
-    handles the lifespan: the registry's signal handlers are chained while serving, so a
-    server's shutdown first ends the streams with the registry's farewell.  Other keyword
-    arguments are `to_sse()` options.
+    GET and HEAD are served (`methods=` adds others); `authorize(request)`, sync or async,
+    returning False or raising gives 403.  When it is the top-level app it also handles the
+    lifespan: the registry's signal handlers are chained while serving, so a server's shutdown
+    first ends the streams with the registry's farewell.  Other keyword arguments are `to_sse()`
+    options, checked here.
     """
 
     def __init__(
         self,
-        factory: Factory,
+        factory: Factory[SSERequest],
         *,
         methods: Iterable[str] = (),
         registry: StreamRegistry | None = None,
         send_timeout: float | None = DEFAULT_SEND_TIMEOUT,
-        **options: Any,
+        authorize: Authorize[SSERequest] | None = None,
+        **options: Unpack[StreamOptionsDict],
     ) -> None:
-        self.factory = factory
-        self.methods = allowed_methods(methods)
+        self.endpoint = StreamEndpoint(
+            factory, methods=methods, authorize=authorize, options=options
+        )
         self.registry = registry if registry is not None else StreamRegistry()
         self.send_timeout = send_timeout
-        self.options = options
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -216,15 +211,9 @@ class SSEApp:
         if scope["type"] != "http":
             raise ValueError(f"SSEApp serves HTTP, not {scope['type']!r}.")
         request = SSERequest.from_asgi(scope)
-        if request.method not in self.methods:
-            allow = ", ".join(sorted(self.methods)).encode()
-            await _send_plain(send, 405, "Method Not Allowed", [(b"allow", allow)])
-            return
-        try:
-            stream = make_stream(await call_factory(self.factory, request), self.options)
-        except Exception:
-            logger.exception("ssekit: the stream's source could not be created")
-            await _send_plain(send, 500, "Internal Server Error", [])
+        stream = await self.endpoint.aopen(request, request.method)
+        if isinstance(stream, Refuse):
+            await send_refusal(send, stream)
             return
         await serve_stream(
             stream, scope, receive, send, send_timeout=self.send_timeout, registry=self.registry

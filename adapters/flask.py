@@ -20,25 +20,31 @@ copied to it.  Call `init_app(app)` to get a `StreamRegistry` that ends open str
 
 from __future__ import annotations
 
-import _socket
 import contextvars
 import functools
-from collections.abc import Callable, Iterator, Mapping
-from typing import Any, overload
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, overload
 
 from flask import Flask, Request, Response, current_app, request
 
 from ssekit._registry import StreamRegistry
 from ssekit._stream import Source, SSEStream
-from ssekit.adapters._common import LAST_EVENT_ID_QUERY, SSE_HEADERS, make_stream
-from ssekit.adapters.wsgi import StreamBody, client_socket, warn_if_blocking_worker
-from ssekit.broker import (
-    UNAVAILABLE_RETRY_MS,
-    Broker,
-    BrokerUnavailable,
-    SlowPolicy,
-    TooManySubscribers,
+from ssekit.adapters._common import SSE_HEADERS, wsgi_last_event_id
+from ssekit.adapters._core import (
+    FORBIDDEN,
+    Authorize,
+    AuthorizeTopics,
+    BrokerEndpoint,
+    Refuse,
+    allowed,
+    checked_options,
+    make_stream,
 )
+from ssekit.adapters._wsgi_body import StreamBody, client_socket, warn_if_blocking_worker
+from ssekit.broker import Broker, SlowPolicy
+
+if TYPE_CHECKING:
+    from ssekit.adapters._core import StreamOptionsDict, Unpack
 
 __all__ = ["broker_view", "init_app", "last_event_id", "registry", "sse", "sse_response"]
 
@@ -60,36 +66,7 @@ def registry() -> StreamRegistry | None:
 
 def last_event_id() -> str | None:
     """Where the client wants to resume: `Last-Event-ID`, else the `lastEventId` query parameter."""
-    return request.headers.get("Last-Event-ID", request.args.get(LAST_EVENT_ID_QUERY))
-
-
-class _ViewContextBody(StreamBody):
-    """A stream body whose source starts in (a copy of) the view's context.
-
-    Flask pops the request and app contexts as soon as the view returns, before the server reads
-    the body, and a stream starts its source (copying the reading thread's context) only when
-    it is first read: started in the view's context instead, the source sees `request`,
-    `current_app`, `g` and `last_event_id()` as the view did.
-    """
-
-    def __init__(
-        self,
-        stream: SSEStream,
-        registry: StreamRegistry | None,
-        context: contextvars.Context,
-        connection: _socket.socket | None,
-    ) -> None:
-        super().__init__(stream, registry, connection)
-        self._context = context
-
-    def __iter__(self) -> Iterator[bytes]:
-        chunks = super().__iter__()
-        try:
-            first = self._context.run(next, chunks)  # the source starts in this first step
-        except StopIteration:
-            return
-        yield first
-        yield from chunks
+    return wsgi_last_event_id(request.environ)
 
 
 def sse_response(
@@ -97,13 +74,15 @@ def sse_response(
     *,
     status: int = 200,
     headers: Mapping[str, str] | None = None,
-    **options: Any,
+    **options: Unpack[StreamOptionsDict],
 ) -> Response:
     """A streaming `Response` for `source`; keyword arguments are `to_sse()` options."""
     stream = make_stream(source, options)
     warn_if_blocking_worker(request.environ)
     connection = client_socket(request.environ)
-    body = _ViewContextBody(stream, registry(), contextvars.copy_context(), connection)
+    # Flask pops the request and app contexts before the server reads the body: the source
+    # starts in a copy of the view's, and sees `request`, `g` and `last_event_id()` as it did.
+    body = StreamBody(stream, registry(), connection, contextvars.copy_context())
     response = current_app.response_class(body, status=status, headers=list(SSE_HEADERS))
     for name, value in (headers or {}).items():
         response.headers[name] = value
@@ -118,18 +97,35 @@ def sse(view: View, /) -> Callable[..., Response]: ...
 
 
 @overload
-def sse(view: None = None, /, **options: Any) -> Callable[[View], Callable[..., Response]]: ...
+def sse(
+    view: None = None,
+    /,
+    *,
+    authorize: Authorize[Request] | None = None,
+    **options: Unpack[StreamOptionsDict],
+) -> Callable[[View], Callable[..., Response]]: ...
 
 
-def sse(view: View | None = None, /, **options: Any) -> Any:
+def sse(
+    view: View | None = None,
+    /,
+    *,
+    authorize: Authorize[Request] | None = None,
+    **options: Unpack[StreamOptionsDict],
+) -> Any:
     """Turn a view that returns (or is) a source into a stream response: `@sse` or `@sse(...)`.
 
     A view that returns a `Response` (a redirect, an error) is passed through untouched.
+    `authorize(request)` (sync or async) returning False, or raising, gives 403 before the view
+    runs.  Options are checked when the view is decorated.
     """
+    checked_options(options)
 
     def decorate(view: View) -> Callable[..., Response]:
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Response:
+            if not allowed(authorize, (request,)):
+                return _plain(FORBIDDEN)
             result = view(*args, **kwargs)
             if isinstance(result, Response):
                 return result
@@ -142,12 +138,16 @@ def sse(view: View | None = None, /, **options: Any) -> Any:
     return decorate
 
 
+def _plain(refused: Refuse) -> Response:
+    return Response(refused.reason, refused.status, refused.headers, mimetype="text/plain")
+
+
 def broker_view(
     broker: Broker,
     *,
-    authorize: Callable[[Request, list[str]], bool] | None = None,
+    authorize: AuthorizeTopics[Request] | None = None,
     policy: SlowPolicy = "disconnect",
-    **options: Any,
+    **options: Unpack[StreamOptionsDict],
 ) -> Callable[[str], Response]:
     """A view taking `topic` that streams `broker`'s events, resuming from `last_event_id()`.
 
@@ -155,22 +155,14 @@ def broker_view(
     app.add_url_rule("/events/<path:topic>", view_func=broker_view(broker))
     ```
 
-    `authorize(request, topics)` returning False gives 403; a topic at its subscriber cap, 503.
+    `authorize(request, topics)` (sync or async) returning False, or raising, gives 403; an
+    empty or too long topic, 400; a topic at its subscriber cap, 503.
     """
+    endpoint = BrokerEndpoint[Request](broker, authorize=authorize, policy=policy, options=options)
 
     def view(topic: str) -> Response:
-        if authorize is not None and not authorize(request, [topic]):
-            return Response("Forbidden", status=403, mimetype="text/plain")
-        try:
-            subscription = broker.subscribe(topic, last_event_id(), policy=policy)
-        except TooManySubscribers as exc:
-            return Response(str(exc), status=503, mimetype="text/plain", headers=_RETRY_AFTER)
-        except BrokerUnavailable:
-            return sse_response([], retry=UNAVAILABLE_RETRY_MS, heartbeat=None)  # come back soon
-        return sse_response(subscription, **options)
+        answer = endpoint.respond(endpoint.decide(request, topic, last_event_id()))
+        return _plain(answer) if isinstance(answer, Refuse) else sse_response(answer)
 
     view.__name__ = f"ssekit_broker_{id(broker):x}"
     return view
-
-
-_RETRY_AFTER = {"Retry-After": "5"}

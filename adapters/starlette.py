@@ -1,17 +1,12 @@
 """Serve event streams from Starlette and FastAPI.
 
 ```
-from ssekit import StreamRegistry
-from ssekit.adapters.starlette import SSEResponse, last_event_id, sse_route
-
-registry = StreamRegistry(farewell="server restarting")
-
 async def progress(request):
     return SSEResponse(job_updates(after=last_event_id(request)), heartbeat=10)
 
 app = Starlette(
     routes=[Route("/progress", progress), sse_route("/ticks", lambda request: ticks())],
-    lifespan=registry.lifespan,
+    lifespan=StreamRegistry(farewell="server restarting").lifespan,
 )
 ```
 
@@ -23,11 +18,10 @@ endpoint, optionally with `response_class=SSEResponse` for the OpenAPI docs.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from starlette.background import BackgroundTask
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
@@ -35,30 +29,36 @@ from starlette.types import Receive, Scope, Send
 
 from ssekit._registry import StreamRegistry
 from ssekit._stream import Source, SSEStream
-from ssekit.adapters._common import LAST_EVENT_ID_QUERY, allowed_methods, make_stream
-from ssekit.adapters.asgi import DEFAULT_SEND_TIMEOUT, serve_stream
-from ssekit.broker import (
-    UNAVAILABLE_RETRY_MS,
-    Broker,
-    BrokerUnavailable,
-    SlowPolicy,
-    TooManySubscribers,
+from ssekit.adapters._common import asgi_last_event_id
+from ssekit.adapters._core import (
+    Authorize,
+    AuthorizeTopics,
+    BrokerEndpoint,
+    Factory,
+    Refuse,
+    StreamEndpoint,
+    make_stream,
 )
+from ssekit.adapters.asgi import DEFAULT_SEND_TIMEOUT, serve_stream
+from ssekit.broker import Broker, SlowPolicy
+
+if TYPE_CHECKING:
+    from ssekit.adapters._core import StreamOptionsDict, Unpack
 
 __all__ = ["SSEResponse", "broker_route", "last_event_id", "sse_route"]
 
 
 def last_event_id(request: Request) -> str | None:
     """Where the client wants to resume: `Last-Event-ID`, else the `lastEventId` query parameter."""
-    return request.headers.get("last-event-id", request.query_params.get(LAST_EVENT_ID_QUERY))
+    return asgi_last_event_id(request.scope)
 
 
 class SSEResponse(Response):
     """A `text/event-stream` response for a source (any chunk iterable) or an `SSEStream`.
 
-    Keyword arguments beyond Starlette's are `to_sse()` options, plus `send_timeout` (seconds one
-    write may take before the client is deemed gone) and `registry` (defaults to the one the
-    app's lifespan provides).
+    Keyword arguments beyond Starlette's are `to_sse()` options (checked here), plus
+    `send_timeout` (seconds one write may take before the client is deemed gone) and `registry`
+    (defaults to the one the app's lifespan provides).
     """
 
     media_type = "text/event-stream"
@@ -73,7 +73,7 @@ class SSEResponse(Response):
         *,
         send_timeout: float | None = DEFAULT_SEND_TIMEOUT,
         registry: StreamRegistry | None = None,
-        **options: Any,
+        **options: Unpack[StreamOptionsDict],
     ) -> None:
         self.stream = make_stream(content, options)
         self.status_code = status_code
@@ -100,37 +100,43 @@ class SSEResponse(Response):
             await self.background()
 
 
-SourceFactory = Callable[[Request], "Source | SSEStream | Awaitable[Source | SSEStream]"]
+def _response(answer: SSEStream | Refuse) -> Response:
+    if isinstance(answer, Refuse):
+        return PlainTextResponse(answer.reason, answer.status, dict(answer.headers))
+    return SSEResponse(answer)
 
 
 def sse_route(
     path: str,
-    factory: SourceFactory,
+    factory: Factory[Request],
     *,
     methods: tuple[str, ...] = (),
     name: str | None = None,
-    **options: Any,
+    authorize: Authorize[Request] | None = None,
+    **options: Unpack[StreamOptionsDict],
 ) -> Route:
-    """A `Route` that streams `factory(request)` (sync or async) with `to_sse()` options."""
+    """A `Route` that streams `factory(request)` (sync or async) with `to_sse()` options.
 
-    async def endpoint(request: Request) -> Response:
-        source = factory(request)
-        if isinstance(source, Awaitable):
-            source = await source
-        return SSEResponse(source, **options)
+    `authorize(request)` (sync or async) returning False, or raising, gives 403.  Without
+    `name`, the route is named `"sse:" + path`.
+    """
+    endpoint = StreamEndpoint(factory, methods=methods, authorize=authorize, options=options)
 
-    return Route(path, endpoint, methods=sorted(allowed_methods(methods)), name=name)
+    async def stream(request: Request) -> Response:
+        return _response(await endpoint.aopen(request, request.method))
+
+    return Route(path, stream, methods=list(endpoint.methods), name=name or f"sse:{path}")
 
 
 def broker_route(
     path: str,
     broker: Broker,
     *,
-    authorize: Callable[[Request, list[str]], bool | Awaitable[bool]] | None = None,
+    authorize: AuthorizeTopics[Request] | None = None,
     topic_param: str = "topic",
     policy: SlowPolicy = "disconnect",
     name: str | None = None,
-    **options: Any,
+    **options: Unpack[StreamOptionsDict],
 ) -> Route:
     """A `Route` streaming the topic named in the path, resuming from `Last-Event-ID`.
 
@@ -138,27 +144,15 @@ def broker_route(
     app = Starlette(routes=[broker_route("/events/{topic:path}", broker)])
     ```
 
-    `authorize(request, topics)` (sync or async) returning False gives 403; a topic at its
-    subscriber cap, 503.
+    `authorize(request, topics)` (sync or async) returning False, or raising, gives 403; an
+    empty or too long topic, 400; a topic at its subscriber cap, 503.  Without `name`, the route
+    is named `"broker:" + path`.
     """
+    endpoint = BrokerEndpoint[Request](broker, authorize=authorize, policy=policy, options=options)
 
-    async def endpoint(request: Request) -> Response:
+    async def events(request: Request) -> Response:
         topic = request.path_params[topic_param]
-        if authorize is not None:
-            allowed = authorize(request, [topic])
-            if isinstance(allowed, Awaitable):
-                allowed = await allowed
-            if not allowed:
-                return PlainTextResponse("Forbidden", status_code=403)
-        try:
-            # A Redis broker reads the replay over the network: keep it off the event loop.
-            subscription = await run_in_threadpool(
-                broker.subscribe, topic, last_event_id(request), policy=policy
-            )
-        except TooManySubscribers as exc:
-            return PlainTextResponse(str(exc), status_code=503, headers={"Retry-After": "5"})
-        except BrokerUnavailable:
-            return SSEResponse([], retry=UNAVAILABLE_RETRY_MS, heartbeat=None)  # come back soon
-        return SSEResponse(subscription, **options)
+        decision = await endpoint.adecide(request, topic, last_event_id(request))
+        return _response(endpoint.respond(decision))
 
-    return Route(path, endpoint, methods=["GET", "HEAD"], name=name)
+    return Route(path, events, methods=["GET", "HEAD"], name=name or f"broker:{path}")

@@ -10,6 +10,8 @@ Flask-only routes:
     /decorated-redirect   `@sse` on a view returning a redirect: passed through
     /decorated-broken     an `@sse` view raises before returning a source
     /context              a `stream_with_context` generator reading `request` while streaming
+    /guarded/<topic>      `broker_view` with an async `authorize` hook: only `X-User: ann` may in
+    /guarded-stream       `@sse` with the same async hook
 """
 
 from __future__ import annotations
@@ -19,11 +21,12 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-from flask import Flask, Response, redirect, request, stream_with_context
+from flask import Flask, Request, Response, redirect, request, stream_with_context
 
 import apps
 from ssekit import StreamRegistry
-from ssekit.adapters.flask import init_app, last_event_id, sse, sse_response
+from ssekit.adapters.flask import broker_view, init_app, last_event_id, sse, sse_response
+from ssekit.broker import MemoryBroker
 
 #: The registry's farewell and reconnection hint, checked by the tests.
 FAREWELL = "bye"
@@ -115,5 +118,17 @@ def create_app(events: str | None = None) -> Flask:
                 yield {"step": step, "q": request.args["q"], "probe": request.headers["X-Probe"]}
 
         return sse_response(generate(), heartbeat=apps.HEARTBEAT)
+
+    async def only_ann(request: Request, topics: list[str] | None = None) -> bool:
+        await asyncio.sleep(0)  # a real await: the hook must run on a loop
+        return request.headers.get("X-User") == "ann"
+
+    guarded = broker_view(MemoryBroker(), authorize=only_ann, heartbeat=apps.HEARTBEAT)
+    app.add_url_rule("/guarded/<path:topic>", view_func=guarded)
+
+    @app.get("/guarded-stream")
+    @sse(authorize=only_ann, heartbeat=apps.HEARTBEAT)
+    def guarded_stream() -> Iterator[Any]:
+        return apps.sample_sync()
 
     return app

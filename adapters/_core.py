@@ -1,0 +1,323 @@
+"""The serving core: every decision an adapter makes, as values it only has to translate.
+
+An endpoint answers a request with an `SSEStream` to serve or a `Refuse` (status, short reason,
+headers) to send as plain text; a broker endpoint first decides `Stream`, `Refuse` or
+`RetryLater`.  Nothing here imports a web framework.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import inspect
+import logging
+import sys
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from ssekit._options import StreamOptions
+from ssekit._options import StreamOptionsDict as StreamOptionsDict
+from ssekit._registry import StreamRegistry
+from ssekit._stream import Source, SSEStream, to_sse
+from ssekit.broker import (
+    MAX_TOPIC_LENGTH,
+    UNAVAILABLE_RETRY_MS,
+    Broker,
+    BrokerUnavailable,
+    InvalidTopic,
+    SlowPolicy,
+    Subscription,
+    TooManySubscribers,
+)
+
+if TYPE_CHECKING:  # for the adapters' `**options: Unpack[StreamOptionsDict]`
+    if sys.version_info >= (3, 11):
+        from typing import Unpack as Unpack
+    else:
+        from typing_extensions import Unpack as Unpack
+
+__all__ = [
+    "FORBIDDEN",
+    "Authorize",
+    "AuthorizeTopics",
+    "BrokerEndpoint",
+    "Decision",
+    "Factory",
+    "Refuse",
+    "RetryLater",
+    "Stream",
+    "StreamEndpoint",
+    "allowed",
+    "checked_options",
+    "make_stream",
+    "refuse_async",
+    "run_in_new_loop",
+    "track",
+]
+
+logger = logging.getLogger("ssekit")
+
+R = TypeVar("R")  # the request type of the framework
+#: Builds the source (or a ready `SSEStream`) for one request; may be a coroutine function.
+Factory = Callable[[R], "Source | SSEStream | Awaitable[Source | SSEStream]"]
+#: Says whether a request may have its stream (sync or async; raising means no).
+Authorize = Callable[[R], "bool | Awaitable[bool]"]
+#: Says whether a request may follow these topics (sync or async; raising means no).
+AuthorizeTopics = Callable[[R, list[str]], "bool | Awaitable[bool]"]
+#: Runs an awaitable to its result from sync code (an adapter's way of running async hooks).
+RunAsync = Callable[[Awaitable[Any]], Any]
+
+
+@dataclass(frozen=True)
+class Refuse:
+    """Answer with `status` and a short plain-text `reason`, never a stream."""
+
+    status: int
+    reason: str
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Stream:
+    """Serve this subscription."""
+
+    subscription: Subscription
+
+
+@dataclass(frozen=True)
+class RetryLater:
+    """The broker is unreachable: an empty stream that asks the client to come back in `ms`."""
+
+    ms: int
+
+
+#: What a broker endpoint decides for one request.
+Decision = Stream | Refuse | RetryLater
+
+FORBIDDEN = Refuse(403, "Forbidden")
+SERVER_ERROR = Refuse(500, "Internal Server Error")
+
+
+def checked_options(options: StreamOptionsDict) -> StreamOptionsDict:
+    """Refuse an unknown or invalid option when the endpoint is built, not on every request."""
+    StreamOptions(**options)
+    return options
+
+
+def make_stream(source: Source | SSEStream, options: StreamOptionsDict) -> SSEStream:
+    """Wrap a source in a stream with `options`, or take a ready stream as it is."""
+    if isinstance(source, SSEStream):
+        if options:
+            raise TypeError(
+                "Stream options were given both to the adapter and to to_sse(); give them once."
+            )
+        return source
+    return to_sse(source, **options)
+
+
+def refuse_async(factory: Callable[..., Any], adapter: str) -> None:
+    """Refuse an `async def` factory where only a sync one can run (a TypeError, when built)."""
+    call = getattr(factory, "__call__", None)  # noqa: B004 (an instance's `async def __call__`)
+    if inspect.iscoroutinefunction(factory) or inspect.iscoroutinefunction(call):
+        raise TypeError(
+            f"{adapter} needs a sync factory: make it a plain function (it may return an async "
+            "generator), or serve with SSEApp (ASGI)."
+        )
+
+
+def allowed_methods(methods: Iterable[str]) -> tuple[str, ...]:
+    """GET and HEAD are always allowed; `methods` may add others (e.g. POST)."""
+    return tuple(sorted({"GET", "HEAD"} | {method.upper() for method in methods}))
+
+
+def track(registry: StreamRegistry | None, stream: SSEStream) -> Callable[[], None]:
+    """Add `stream` to `registry` (if any); return what forgets it once it has ended."""
+    if registry is None:
+        return lambda: None
+    registry.add(stream)
+    return lambda: registry.discard(stream)
+
+
+def run_in_new_loop(awaitable: Awaitable[Any]) -> Any:
+    """Run an async hook from sync code on a loop of its own, in this thread's context.
+
+    Under gevent every "thread" is a greenlet of one OS thread, where another greenlet's loop
+    counts as running: the hook's loop then runs in a real thread of gevent's pool.
+    """
+
+    async def result() -> Any:
+        return await awaitable
+
+    coroutine = result()
+    try:
+        gevent = sys.modules.get("gevent")
+        if gevent is not None and _loop_running():
+            context = contextvars.copy_context()  # e.g. Flask's request, for the hook
+            return gevent.get_hub().threadpool.apply(context.run, (asyncio.run, coroutine))
+        return asyncio.run(coroutine)
+    finally:  # no-ops once they have run; otherwise no "never awaited" warnings
+        coroutine.close()
+        getattr(awaitable, "close", lambda: None)()
+
+
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def allowed(
+    hook: Callable[..., Any] | None, args: tuple[Any, ...], run: RunAsync = run_in_new_loop
+) -> bool:
+    """Ask a sync or async hook from sync code; a hook that raises denies (and is logged)."""
+    if hook is None:
+        return True
+    try:
+        answer = hook(*args)
+        return bool(run(answer) if inspect.isawaitable(answer) else answer)
+    except Exception:
+        logger.exception("ssekit: the authorize hook raised; access denied")
+        return False
+
+
+async def aallowed(hook: Callable[..., Any] | None, args: tuple[Any, ...]) -> bool:
+    """Ask a sync or async hook from async code; a hook that raises denies (and is logged)."""
+    if hook is None:
+        return True
+    try:
+        answer = hook(*args)
+        return bool(await answer if inspect.isawaitable(answer) else answer)
+    except Exception:
+        logger.exception("ssekit: the authorize hook raised; access denied")
+        return False
+
+
+class StreamEndpoint(Generic[R]):
+    """`factory(request)` served as a stream, behind the method policy and `authorize`."""
+
+    def __init__(
+        self,
+        factory: Factory[R],
+        *,
+        methods: Iterable[str] = (),
+        authorize: Authorize[R] | None = None,
+        options: StreamOptionsDict,
+    ) -> None:
+        self.factory = factory
+        self.methods = allowed_methods(methods)
+        self.authorize = authorize
+        self.options = checked_options(options)
+
+    def refuse_method(self, method: str) -> Refuse | None:
+        """A 405 naming the allowed methods, or None when `method` is one of them."""
+        if method.upper() in self.methods:
+            return None
+        return Refuse(405, "Method Not Allowed", (("Allow", ", ".join(self.methods)),))
+
+    def open(self, request: R, method: str, run: RunAsync = run_in_new_loop) -> SSEStream | Refuse:
+        """From sync code: the stream for `request`, or why not (async factories are refused)."""
+        refused = self.refuse_method(method)
+        if refused is not None:
+            return refused
+        if not allowed(self.authorize, (request,), run):
+            return FORBIDDEN
+        try:
+            source = self.factory(request)
+            if inspect.isawaitable(source):
+                getattr(source, "close", lambda: None)()  # not awaited: say so once, not warn
+                raise TypeError("The factory returned an awaitable; a WSGI app needs a source.")
+            return make_stream(source, self.options)
+        except Exception:
+            logger.exception("ssekit: the stream's source could not be created")
+            return SERVER_ERROR
+
+    async def aopen(self, request: R, method: str) -> SSEStream | Refuse:
+        """From async code: the stream for `request` (sync or async factory), or why not."""
+        refused = self.refuse_method(method)
+        if refused is not None:
+            return refused
+        if not await aallowed(self.authorize, (request,)):
+            return FORBIDDEN
+        try:
+            source = self.factory(request)
+            if inspect.isawaitable(source):
+                source = await source
+            return make_stream(source, self.options)
+        except Exception:
+            logger.exception("ssekit: the stream's source could not be created")
+            return SERVER_ERROR
+
+
+def refuse_topic(topic: str) -> Refuse | None:
+    """A 400 for a topic no broker takes (empty or too long), before anyone is asked."""
+    if not topic:
+        return Refuse(400, "The topic is empty.")
+    if len(topic) > MAX_TOPIC_LENGTH:
+        return Refuse(400, f"The topic is longer than {MAX_TOPIC_LENGTH} characters.")
+    return None
+
+
+class BrokerEndpoint(Generic[R]):
+    """A topic's events from `broker`, resuming from a `Last-Event-ID`, behind `authorize`."""
+
+    def __init__(
+        self,
+        broker: Broker,
+        *,
+        authorize: AuthorizeTopics[R] | None = None,
+        policy: SlowPolicy = "disconnect",
+        options: StreamOptionsDict,
+    ) -> None:
+        self.broker = broker
+        self.authorize = authorize
+        self.policy = policy
+        self.options = checked_options(options)
+
+    def subscribe(self, topic: str, last_event_id: str | None) -> Decision:
+        """Subscribe (the client is authorized); a client error never becomes a 500."""
+        try:
+            return Stream(self.broker.subscribe(topic, last_event_id, policy=self.policy))
+        except InvalidTopic as exc:
+            return Refuse(400, str(exc))
+        except TooManySubscribers as exc:
+            return Refuse(503, str(exc), (("Retry-After", "5"),))
+        except BrokerUnavailable:
+            return RetryLater(UNAVAILABLE_RETRY_MS)
+        except ValueError:
+            if last_event_id is None:
+                raise
+            logger.exception("ssekit: the broker could not use a Last-Event-ID")
+            return Refuse(400, "The Last-Event-ID cannot be used.")
+
+    def decide(
+        self, request: R, topic: str, last_event_id: str | None, run: RunAsync = run_in_new_loop
+    ) -> Decision:
+        """From sync code: stream, refuse or retry later."""
+        refused = refuse_topic(topic)
+        if refused is not None:
+            return refused
+        if not allowed(self.authorize, (request, [topic]), run):
+            return FORBIDDEN
+        return self.subscribe(topic, last_event_id)
+
+    async def adecide(self, request: R, topic: str, last_event_id: str | None) -> Decision:
+        """From async code; a Redis broker reads the replay over the network, so in a thread."""
+        refused = refuse_topic(topic)
+        if refused is not None:
+            return refused
+        if not await aallowed(self.authorize, (request, [topic])):
+            return FORBIDDEN
+        return await asyncio.to_thread(self.subscribe, topic, last_event_id)
+
+    def stream(self, decision: Stream | RetryLater) -> SSEStream:
+        """The stream to serve for a decision that is not a refusal."""
+        if isinstance(decision, RetryLater):
+            return to_sse([], retry=decision.ms, heartbeat=None)  # come back soon
+        return to_sse(decision.subscription, **self.options)
+
+    def respond(self, decision: Decision) -> SSEStream | Refuse:
+        """The stream to serve, or the refusal to send."""
+        return decision if isinstance(decision, Refuse) else self.stream(decision)

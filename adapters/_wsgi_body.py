@@ -1,0 +1,163 @@
+"""The body of a WSGI stream response, shared by the raw WSGI and the Flask adapters.
+
+It iterates the stream, checks that the client is still there before each write where the
+server shares the client's socket, and closes the stream (and so its source) when the server
+calls `close()`.  Also here: a refusal as a plain-text response, and the warning for gunicorn's
+sync worker.
+"""
+
+from __future__ import annotations
+
+import _socket
+import contextvars
+import logging
+import socket
+import sys
+import threading
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from http import HTTPStatus
+from typing import Any
+
+from ssekit._registry import StreamRegistry
+from ssekit._stream import SSEStream
+from ssekit.adapters._core import Refuse, track
+
+__all__ = [
+    "Environ",
+    "StartResponse",
+    "StreamBody",
+    "client_socket",
+    "peer_closed",
+    "refusal",
+    "warn_if_blocking_worker",
+]
+
+logger = logging.getLogger("ssekit")
+
+StartResponse = Callable[..., Any]
+Environ = Mapping[str, Any]
+
+
+def client_socket(environ: Environ) -> _socket.socket | None:
+    """The connection's socket, where the server shares it (werkzeug, gunicorn)."""
+    found = environ.get("gunicorn.socket") or environ.get("werkzeug.socket")
+    found = getattr(found, "_sock", found)  # gevent's socket wraps the real one
+    # The C socket type: under the stdlib's socket class, and under gevent's (whose patching
+    # replaces socket.socket and _socket.socket, but not this).
+    return found if isinstance(found, _socket.socket) else None
+
+
+def peer_closed(connection: _socket.socket) -> bool:
+    """True when the client has closed its end: the socket reads as end-of-file.
+
+    A peek that never blocks; pending request bytes (a pipelined request) are not an EOF.
+    """
+    if _PEEK_FLAGS is None:
+        return False
+    try:
+        return connection.recv(1, _PEEK_FLAGS) == b""
+    except (BlockingIOError, InterruptedError):
+        return False  # nothing to read: the client is still there
+    except (OSError, ValueError):
+        return False  # e.g. a TLS socket, which cannot peek: leave it to the next write
+
+
+_DONTWAIT = getattr(socket, "MSG_DONTWAIT", None)
+_PEEK_FLAGS = None if _DONTWAIT is None else socket.MSG_PEEK | _DONTWAIT
+
+
+class StreamBody:
+    """A WSGI response body: iterates the stream; `close()` closes it and untracks it.
+
+    Given the client's socket, it checks before each write that the client is still there.
+    A server learns that a client left only when a write fails, and the first write after the
+    client left often succeeds (into the kernel's buffer), so without the check a stream could
+    run for two heartbeats for nobody.
+    """
+
+    def __init__(
+        self,
+        stream: SSEStream,
+        registry: StreamRegistry | None,
+        connection: _socket.socket | None = None,
+        context: contextvars.Context | None = None,
+    ) -> None:
+        self.stream = stream
+        self._connection = connection
+        #: Where the source starts (e.g. a copy of a Flask view's context, which Flask pops
+        #: before the server reads the body); None: the reading thread's.
+        self._context = context
+        self._untrack = track(registry, stream)
+
+    def __iter__(self) -> Iterator[bytes]:
+        chunks = iter(self.stream)
+        if self._connection is not None:
+            chunks = self._while_connected(chunks, self._connection)
+        if self._context is None:
+            return chunks
+        return self._first_in_context(chunks, self._context)
+
+    @staticmethod
+    def _first_in_context(chunks: Iterator[bytes], context: contextvars.Context) -> Iterator[bytes]:
+        try:
+            first = context.run(next, chunks)  # the source starts in this first step
+        except StopIteration:
+            return
+        yield first
+        yield from chunks
+
+    @staticmethod
+    def _while_connected(chunks: Iterator[bytes], connection: _socket.socket) -> Iterator[bytes]:
+        for chunk in chunks:
+            if peer_closed(connection):
+                return  # the server then calls close(), which closes the source
+            yield chunk
+
+    def close(self) -> None:
+        try:
+            self.stream.close()
+        finally:
+            self._untrack()
+
+
+_warned = threading.Event()
+
+
+def warn_if_blocking_worker(environ: Environ) -> None:
+    """Warn once per process when gunicorn's sync worker serves a stream.
+
+    That worker serves one request at a time and is killed at its timeout (30 s by default), so
+    a stream blocks the worker and then dies.  Use `--worker-class gthread` (with `--threads`)
+    or `gevent`.
+    """
+    if _warned.is_set() or not str(environ.get("SERVER_SOFTWARE", "")).startswith("gunicorn"):
+        return
+    if environ.get("wsgi.multithread") or _gevent_patched():
+        return
+    _warned.set()
+    message = (
+        "ssekit: gunicorn's sync worker is serving an event stream. It blocks the worker for the "
+        "stream's whole life and kills it at the worker timeout. Run gunicorn with "
+        "--worker-class gthread --threads N (or --worker-class gevent) instead."
+    )
+    logger.warning(message)
+    warnings.warn(message, RuntimeWarning, stacklevel=2)
+
+
+def _gevent_patched() -> bool:
+    monkey = sys.modules.get("gevent.monkey")
+    is_patched = getattr(monkey, "is_module_patched", None)
+    return bool(is_patched and is_patched("socket"))
+
+
+def refusal(start_response: StartResponse, refused: Refuse) -> list[bytes]:
+    """Answer with the refusal's status and its short reason as plain text."""
+    body = refused.reason.encode()
+    headers = [
+        ("Content-Type", "text/plain; charset=utf-8"),
+        ("Content-Length", str(len(body))),
+        *refused.headers,
+    ]
+    start_response(f"{refused.status} {HTTPStatus(refused.status).phrase}", headers)
+    return [body]
