@@ -8,6 +8,7 @@ from ssekit._channel import Channel
 from ssekit._errors import ChannelClosed, StreamError
 from ssekit._event import Event
 from ssekit._parse import EventParser, MessageEvent
+from ssekit._producers import get_item, lingering_threads, sleep
 from ssekit._registry import StreamRegistry
 from ssekit._stream import SSEStream, StreamState, to_sse
 
@@ -24,5 +25,8 @@ __all__ = [
     "StreamRegistry",
     "StreamState",
     "__version__",
+    "get_item",
+    "lingering_threads",
+    "sleep",
     "to_sse",
 ]

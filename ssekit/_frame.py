@@ -73,3 +73,48 @@ def frame_utf8(payload: bytes) -> bytes:
         return encode_data(payload.decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise ValueError(f"A bytes chunk must be UTF-8 text: {exc}.") from None
+
+
+# -- the stream's own bytes: opening, heartbeat, endings ------------------------------------------
+# Everything a stream writes besides its chunks, here so that every byte on the wire comes from
+# this module.  `StreamWriter` decides when each is written.
+
+#: The comment a stream writes after `heartbeat` seconds of silence; clients ignore it.
+HEARTBEAT = b": ping\n\n"
+
+
+def opening_bytes(*, padding: int = 0, retry: int | None = None) -> bytes:
+    """The preamble: a comment (and padding, `retry:`) so headers and `open` happen at once."""
+    parts = [b": ok\n"]
+    if padding:
+        parts.append(b":" + b" " * padding + b"\n")
+    if retry is not None:
+        parts.append(b"retry: %d\n" % retry)
+    parts.append(b"\n")
+    return b"".join(parts)
+
+
+def retry_hint_bytes(retry: int) -> bytes:
+    """A `retry:` field alone: the client reconnects after `retry` ms (no event is dispatched)."""
+    return b"retry: %d\n\n" % retry
+
+
+def error_event_bytes(message: str) -> bytes:
+    """The `error` event a failed stream ends with: `{"message": ...}` as JSON data."""
+    import json  # already loaded (by _serialize); imported here to keep this section whole
+
+    data = json.dumps({"message": message}, ensure_ascii=False, separators=(",", ":"))
+    return Event(data, event="error").encode()
+
+
+def event_bytes(value: str | Event) -> bytes:
+    """A closing event given as text (its data) or as an `Event`."""
+    return value.encode() if isinstance(value, Event) else encode_data(value)
+
+
+def farewell_bytes(farewell: str | Event | None, retry: int | None) -> bytes:
+    """What a stream ended from outside writes last: the farewell event, then the `retry:` hint."""
+    parts = [] if farewell is None else [event_bytes(farewell)]
+    if retry is not None:
+        parts.append(retry_hint_bytes(retry))
+    return b"".join(parts)

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ssekit._errors import ChannelClosed
+from ssekit._writer import SourceEnded, SourceFailed, SourceFinished
 
 __all__ = ["Handoff", "HandoffSource"]
 
@@ -79,14 +80,15 @@ class Handoff:
         if maxsize < 1:
             raise ValueError(f"maxsize must be at least 1, not {maxsize!r}.")
         self._on_close = on_close
-        #: Bytes to write after the last item instead of a normal ending (see `finish`).
-        self.ending: bytes | None = None
+        #: How the producer ended, once it has (see `finish`); the stream's writer decides what
+        #: that means on the wire.
+        self.outcome: SourceFinished | SourceFailed | SourceEnded | None = None
         self._maxsize = maxsize
         self._items: deque[Any] = deque()
         self._lock = threading.Lock()
         self._finished = False
         self._closed = False
-        self.error: BaseException | None = None
+        self._nudged = False  # a nudge that found no consumer waiting: its next wait returns
         self._consumer: _Waiter | None = None
         #: Every parked producer: a `Channel` may have several blocked senders at once.
         self._producers: list[_Waiter] = []
@@ -182,12 +184,18 @@ class Handoff:
         `error` says the producer failed; `ending` replaces the stream's normal ending (e.g. a
         `retry:` hint for a client that is cut off and should come back).
         """
+        outcome = (
+            SourceFailed(error)
+            if error is not None
+            else SourceEnded(ending)
+            if ending is not None
+            else SourceFinished()
+        )
         with self._lock:
             if self._finished or self._closed:
                 return False
+            self.outcome = outcome  # before `_finished`: whoever sees that finds this
             self._finished = True
-            self.error = error
-            self.ending = ending
             waiter, self._consumer = self._consumer, None
         if waiter is not None:
             waiter.wake()
@@ -227,37 +235,49 @@ class Handoff:
         return self._finished and not self._items
 
     def wait(self, timeout: float | None) -> bool:
-        """Block until items arrive or the producer finishes; False if `timeout` passed first."""
+        """Block until items arrive, the producer finishes, a nudge or a close; False on timeout."""
         waiter = self._park_consumer(None)
         return waiter is None or waiter.wait(timeout)
 
     async def wait_async(self, timeout: float | None) -> bool:
-        """Await items or the producer's finish; False if `timeout` passed first."""
+        """`wait` for a consumer that is an asyncio task."""
         waiter = self._park_consumer(asyncio.get_running_loop())
         return waiter is None or await waiter.wait_async(timeout)
 
     def _park_consumer(self, loop: asyncio.AbstractEventLoop | None) -> _Waiter | None:
         with self._lock:
-            if self._items or self._finished:
+            if self._items or self._finished or self._closed or self._nudged:
+                self._nudged = False
                 return None
             waiter = self._consumer = _Waiter(loop)
         return waiter
 
     def nudge(self) -> None:
-        """Wake a waiting consumer without giving it anything (it has something else to do)."""
+        """Wake the consumer without giving it anything (it has something else to do).
+
+        A consumer that is not waiting yet does not wait at its next `wait`: a nudge is never lost.
+        """
         with self._lock:
             waiter, self._consumer = self._consumer, None
+            self._nudged = waiter is None
         if waiter is not None:
             waiter.wake()
 
     def close(self) -> None:
-        """The consumer stops listening: drop what is queued and release a blocked producer."""
+        """The consumer stops listening: drop what is queued and release a blocked producer.
+
+        Usually the consumer's own call; from elsewhere (a stream closed from another thread) it
+        also wakes the consumer, whose next `wait` returns at once.
+        """
         with self._lock:
             if self._closed:
                 return
             self._closed = True
             self._items.clear()
             producers, self._producers = self._producers, []
+            consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            consumer.wake()
         self._wake_producers(producers)
         if self._on_close is not None:
             self._on_close()

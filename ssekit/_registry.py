@@ -17,6 +17,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from ssekit._event import Event
+from ssekit._producers import lingering_threads
 
 if TYPE_CHECKING:
     from ssekit._stream import SSEStream
@@ -77,6 +78,15 @@ class StreamRegistry:
 
     def __len__(self) -> int:
         return len(self._streams)
+
+    @property
+    def lingering_threads(self) -> int:
+        """Sync sources still holding a thread after their stream closed (for health checks).
+
+        Counted per process, not per registry (threads belong to the process): the same number
+        as `ssekit.lingering_threads()`.
+        """
+        return lingering_threads()
 
     def close_all(self, *, farewell: str | Event | None = None, retry: int | None = None) -> int:
         """End every open stream with a farewell and a `retry:` hint; return how many.

@@ -1,41 +1,41 @@
 """`to_sse()` and `SSEStream`: any source of chunks, served as event-stream bytes, sync or async.
 
-A source runs where it can run without blocking the consumer: an async source on the consumer's
-loop (or, for a sync consumer, on a helper loop in a thread of its own), a sync source in a worker
-thread of its own.  It hands chunks over through a bounded `Handoff`; the consumer side feeds them
-to a `StreamWriter`, which decides what to write and when.  A dedicated thread per sync stream,
-rather than a pool, because streams are long-lived: a pool (asyncio's default executor holds
-min(32, CPUs + 4) threads, anyio's limiter 40) would stall every stream past its size.
+`SSEStream` starts its source where it can run without blocking the consumer (`_producers`),
+takes chunks from its `Handoff` and feeds them, with the clock, to a `StreamWriter`, which decides
+what to write, when, and how the stream ends.  The two drivers here, one for `for` and one for
+`async for`, only move chunks and bytes between those two.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import enum
 import inspect
-import logging
+import queue
 import sys
-import threading
 import time
-import traceback
 from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
     AsyncIterator,
-    Callable,
     Generator,
     Iterable,
     Iterator,
 )
 from typing import TYPE_CHECKING, Any
 
-from ssekit._errors import ChannelClosed
 from ssekit._event import Event
+from ssekit._frame import farewell_bytes
 from ssekit._handoff import Handoff, HandoffSource
 from ssekit._options import StreamOptions, StreamOptionsDict
-from ssekit._writer import StreamWriter, opening_bytes
+from ssekit._producers import (
+    PULL_AHEAD,
+    start_for_async_consumer,
+    start_for_sync_consumer,
+    stop_task,
+)
+from ssekit._writer import ConsumerClosed, EndRequested, StreamWriter
 
 if TYPE_CHECKING:
     if sys.version_info >= (3, 11):
@@ -43,29 +43,21 @@ if TYPE_CHECKING:
     else:
         from typing_extensions import Unpack
 
-__all__ = ["SSEStream", "Source", "StreamState", "to_sse"]
+__all__ = ["PULL_AHEAD", "SSEStream", "Source", "StreamState", "to_sse"]
 
-#: What `to_sse()` accepts: an iterable or async iterable of chunks, a `Channel`, a subscription.
-Source = Iterable[Any] | AsyncIterable[Any] | HandoffSource
-
-logger = logging.getLogger("ssekit")
-
-#: How many chunks a source may run ahead of the consumer.
-PULL_AHEAD = 1024
-#: How many chunks an async source hands over at once when it yields without pausing.
-ASYNC_BATCH = 64
-#: How long closing a stream waits for an async source's task or helper loop to finish.
-PRODUCER_CLOSE_SECONDS = 5.0
+#: What `to_sse()` accepts: an iterable or async iterable of chunks, a `queue.Queue`, a
+#: `Channel`, a broker subscription.
+Source = Iterable[Any] | AsyncIterable[Any] | HandoffSource | queue.Queue[Any]
 
 
 class StreamState(enum.Enum):
-    """Where an `SSEStream` is in its life."""
+    """Where an `SSEStream` is in its life as an iterable (its output's is `StreamWriter.state`)."""
 
     #: Built, not iterated yet.
     IDLE = "idle"
     #: Being iterated.
     STREAMING = "streaming"
-    #: Finished or closed; its source has been closed.
+    #: Finished or closed; its source has been closed (or is closing, if closed from elsewhere).
     CLOSED = "closed"
 
 
@@ -77,7 +69,7 @@ class SSEStream:
     """
 
     def __init__(self, source: Source, options: StreamOptions) -> None:
-        if not isinstance(source, (Iterable, AsyncIterable, HandoffSource)):
+        if not isinstance(source, (Iterable, AsyncIterable, HandoffSource, queue.Queue)):
             raise TypeError(
                 f"to_sse() needs an iterable or async iterable of chunks, not "
                 f"{type(source).__name__}."
@@ -88,12 +80,14 @@ class SSEStream:
             )
         self._source = source
         self.options = options
-        #: One field for the whole life cycle: idle, streaming or closed.
+        #: One field for the life of the iteration: idle, streaming or closed.
         self.state = StreamState.IDLE
+        self._writer = StreamWriter(options)  # the one place that knows how the stream ends
         self._sync_gen: Generator[bytes, None, None] | None = None
         self._async_gen: AsyncGenerator[bytes, None] | None = None
+        self._live = False  # a driver has started (or is starting) the source
         self._handoff: Handoff | None = None
-        self._farewell: bytes | None = None  # set by end_now(), from any thread
+        self._task: asyncio.Task[None] | None = None  # an async source's, for `async for`
 
     def _start(self) -> None:
         if self.state is not StreamState.IDLE:
@@ -108,13 +102,30 @@ class SSEStream:
         Safe from any thread (a shutdown handler's, say); it does not wait.  The consumer writes
         the ending and closes the source as its next step.
         """
-        parts = [] if farewell is None else [_ending_event(farewell).encode()]
         if retry is not None:
-            parts.append(Event(retry=retry).encode())
-        self._farewell = b"".join(parts)
+            Event(retry=retry)  # the field's own rule: a non-negative int
+        if farewell is not None and not isinstance(farewell, (str, Event)):
+            raise TypeError(f"farewell must be a str, an Event or None, not {type(farewell)}.")
+        self._writer.request(EndRequested(farewell_bytes(farewell, retry)))
         handoff = self._handoff
         if handoff is not None:
             handoff.nudge()
+
+    def _stop_from_elsewhere(self) -> None:
+        """Stop a stream whose consumer is busy elsewhere (another thread, or `async for`).
+
+        Nothing here waits: the writer ends at its next poll, the closed handoff releases the
+        producer (a sync source's waits end) and wakes the consumer, an async source's task is
+        cancelled; the consumer's own `finally` does the rest.
+        """
+        self._writer.request(ConsumerClosed())
+        handoff = self._handoff
+        if handoff is not None:
+            handoff.close()
+        task = self._task
+        if task is not None and not task.done():
+            with contextlib.suppress(RuntimeError):  # its loop has closed: it never runs again
+                task.get_loop().call_soon_threadsafe(task.cancel)
 
     # -- sync consumer -------------------------------------------------------------------------
 
@@ -130,26 +141,34 @@ class SSEStream:
         return next(self._sync_gen)
 
     def close(self) -> None:
-        """Stop streaming and close the source (WSGI servers call this when the client leaves)."""
-        if self._sync_gen is not None:
-            self._sync_gen.close()
-        elif self._async_gen is not None:
+        """Stop streaming and close the source, however the stream is being consumed.
+
+        Called where the `for` loop runs (a WSGI server does when the client leaves), it returns
+        once the source is closed.  While another thread is inside `next()`, or while an
+        `async for` consumes the stream, it cannot wait: it stops the stream at once, releases
+        the source and returns; the consumer finishes the closing as it wakes.
+        """
+        sync_gen = self._sync_gen
+        if sync_gen is not None and not _running(sync_gen):
+            sync_gen.close()
+        elif self._live and self.state is StreamState.STREAMING:
+            self._stop_from_elsewhere()
+            self.state = StreamState.CLOSED
             return
-        if self.state is not StreamState.CLOSED:  # never started its source (not even iter'd)
+        if self.state is not StreamState.CLOSED:  # never started its source
             self.state = StreamState.CLOSED
             _close_unstarted(self._source)
 
     def _run_sync(self) -> Generator[bytes, None, None]:
-        handoff, stop = self._start_producer_for_sync()
+        self._live = True
+        handoff, stop = start_for_sync_consumer(self._source)
         self._handoff = handoff
-        writer = StreamWriter(self.options, time.monotonic())
+        writer = self._writer
         try:
-            yield opening_bytes(self.options)
+            yield writer.opening(time.monotonic())
             while True:
                 now = time.monotonic()
                 _collect(handoff, writer, now)
-                if self._farewell is not None:
-                    writer.interrupt(self._farewell)
                 out, wait = writer.poll(now)
                 yield from out
                 if writer.done:
@@ -160,19 +179,6 @@ class SSEStream:
             self.state = StreamState.CLOSED
             handoff.close()
             stop()
-
-    def _start_producer_for_sync(self) -> tuple[Handoff, Callable[[], None]]:
-        """Start the source for a sync consumer; return its handoff and how to stop it."""
-        source = self._source
-        if isinstance(source, HandoffSource):
-            return source._attach(), _noop
-        handoff = Handoff(PULL_AHEAD)
-        if isinstance(source, AsyncIterable) and not isinstance(source, Iterable):
-            if _threads_are_greenlets():
-                return handoff, _SharedLoop.start(source, handoff)
-            return handoff, _start_helper_loop(source, handoff)
-        _start_worker_thread(source, handoff)
-        return handoff, _noop
 
     # -- async consumer ------------------------------------------------------------------------
 
@@ -188,11 +194,21 @@ class SSEStream:
         return await self._async_gen.__anext__()
 
     async def aclose(self) -> None:
-        """Stop streaming and close the source (ASGI adapters call this on disconnect)."""
-        if self._async_gen is not None:
-            await self._async_gen.aclose()
-        elif self._sync_gen is not None:
-            self._sync_gen.close()
+        """Stop streaming and close the source, however the stream is being consumed.
+
+        Called by the task that runs the `async for` (an ASGI adapter does on disconnect), it
+        returns once the source is closed.  While another task or thread is consuming it, it
+        stops the stream at once, as `close()` does, without waiting.
+        """
+        async_gen, sync_gen = self._async_gen, self._sync_gen
+        if async_gen is not None and not _running(async_gen):
+            await async_gen.aclose()
+        elif sync_gen is not None and not _running(sync_gen):
+            sync_gen.close()
+        elif self._live and self.state is StreamState.STREAMING:
+            self._stop_from_elsewhere()
+            self.state = StreamState.CLOSED
+            return
         if self.state is not StreamState.CLOSED:  # never started its source (not even aiter'd)
             self.state = StreamState.CLOSED
             aclose = getattr(self._source, "aclose", None)
@@ -202,17 +218,18 @@ class SSEStream:
                 _close_unstarted(self._source)
 
     async def _run_async(self) -> AsyncGenerator[bytes, None]:
-        handoff, producer = self._start_producer_for_async()
-        self._handoff = handoff
+        if self.state is StreamState.CLOSED:
+            return  # closed by `close()` before the first step: the source was closed then
+        self._live = True
+        handoff, task = start_for_async_consumer(self._source)
+        self._handoff, self._task = handoff, task
         loop = asyncio.get_running_loop()
-        writer = StreamWriter(self.options, loop.time())
+        writer = self._writer
         try:
-            yield opening_bytes(self.options)
+            yield writer.opening(loop.time())
             while True:
                 now = loop.time()
                 _collect(handoff, writer, now)
-                if self._farewell is not None:
-                    writer.interrupt(self._farewell)
                 out, wait = writer.poll(now)
                 for data in out:
                     yield data
@@ -223,65 +240,41 @@ class SSEStream:
         finally:
             self.state = StreamState.CLOSED
             handoff.close()
-            if producer is not None:
-                if not producer.done():
-                    # Let a task that has not run yet start, so that its source is opened and
-                    # then closed (a task cancelled before it starts never runs its finally).
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await asyncio.sleep(0)
-                producer.cancel()
-                # Cancelled again while closing (anyio cancels by scope)? The task ends anyway.
-                with contextlib.suppress(asyncio.CancelledError):
-                    await asyncio.wait((producer,), timeout=PRODUCER_CLOSE_SECONDS)
-
-    def _start_producer_for_async(self) -> tuple[Handoff, asyncio.Task[None] | None]:
-        """Start the source for an async consumer; return its handoff and its task, if any."""
-        source = self._source
-        if isinstance(source, HandoffSource):
-            return source._attach(), None
-        handoff = Handoff(PULL_AHEAD)
-        if isinstance(source, AsyncIterable):
-            task = asyncio.get_running_loop().create_task(_pump_async(source, handoff))
-            return handoff, task
-        _start_worker_thread(source, handoff)
-        return handoff, None
+            if task is not None:
+                await stop_task(task)
 
 
 def to_sse(source: Source, **options: Unpack[StreamOptionsDict]) -> SSEStream:
     """Serve `source` as `text/event-stream` bytes.
 
-    Chunks: an `Event` is sent as is, `str` and UTF-8 `bytes` as data, anything else through
-    `serializer` (compact JSON by default).  `heartbeat`: seconds of silence before a comment keeps
-    the connection alive (None: never).  `flush`: "each" writes every event on its own (lowest
-    latency), "auto" writes whatever is ready together (highest throughput), a number of seconds
-    waits up to that long to fill a batch.  `retry`: the reconnection delay (ms) sent up front.
-    `padding`: bytes of comment padding for buffering proxies.  `end`: a final event after the
-    source is exhausted (e.g. "[DONE]").  `on_error`: the client's message for a source's
-    exception.  `max_duration`: seconds after which the stream ends with a `retry:` hint.
+    `source`: an iterable or async iterable of chunks, a `queue.Queue` (its items, until the
+    client leaves), a `Channel` or a broker subscription.  Chunks: an `Event` is sent as is,
+    `str` and UTF-8 `bytes` as data, anything else through `serializer` (compact JSON by
+    default).  `heartbeat`: seconds of silence before a comment keeps the connection alive
+    (None: never).  `flush`: "each" writes every event on its own (lowest latency), "auto"
+    writes whatever is ready together (highest throughput), a number of seconds waits up to that
+    long to fill a batch.  `retry`: the reconnection delay (ms) sent up front.  `padding`: bytes
+    of comment padding for buffering proxies.  `end`: a final event after the source is
+    exhausted (e.g. "[DONE]").  `on_error`: the client's message for a source's exception.
+    `max_duration`: seconds after which the stream ends with a `retry:` hint.
     """
     return SSEStream(source, StreamOptions(**options))
 
 
-def _ending_event(value: str | Event) -> Event:
-    return value if isinstance(value, Event) else Event(value)
-
-
 def _collect(handoff: Handoff, writer: StreamWriter, now: float) -> None:
-    """Move what the producer has ready into the writer, and its ending once it is drained."""
+    """Move what the producer has ready into the writer, and how it ended once it is drained."""
     items = handoff.take()
     if items:
         writer.add(items, now)
     if handoff.drained:
-        if handoff.error is not None:
-            writer.fail(handoff.error)
-        elif handoff.ending is not None:
-            writer.interrupt(handoff.ending)
-        else:
-            writer.finish()
+        outcome = handoff.outcome
+        assert outcome is not None  # set with `finished`, under the same lock
+        writer.end(outcome)
 
 
-def _noop() -> None:
-    pass
+def _running(generator: object) -> bool:
+    """True while a generator's or async generator's step is under way (elsewhere, then)."""
+    return bool(getattr(generator, "gi_running", False) or getattr(generator, "ag_running", False))
 
 
 def _close_unstarted(source: object) -> None:
@@ -291,204 +284,3 @@ def _close_unstarted(source: object) -> None:
     close = getattr(source, "close", None)
     if callable(close) and not inspect.iscoroutinefunction(close):
         close()
-
-
-# -- producers ---------------------------------------------------------------------------------
-
-
-def _pump_sync(source: Iterable[Any], handoff: Handoff) -> None:
-    """Worker thread body: pull chunks ahead of the consumer until done or told to stop."""
-    iterator: Iterator[Any] | None = None
-    try:
-        iterator = iter(source)  # inside the try: a source failing to start is a failed source
-        for chunk in iterator:
-            handoff.put(chunk)
-    except ChannelClosed:
-        pass  # the consumer left
-    except Exception as exc:
-        handoff.finish(exc)
-    except BaseException as exc:  # e.g. SystemExit in the source: reported like an error
-        handoff.finish(exc)
-    else:
-        handoff.finish()
-    finally:
-        close = getattr(iterator, "close", None)
-        if callable(close):
-            try:
-                close()
-            except Exception:
-                logger.exception("ssekit: closing the stream's source failed")
-
-
-def _start_worker_thread(source: Iterable[Any], handoff: Handoff) -> None:
-    context = contextvars.copy_context()  # e.g. Flask's request context travels with the source
-    thread = threading.Thread(
-        target=context.run, args=(_pump_sync, source, handoff), name="ssekit-source", daemon=True
-    )
-    thread.start()
-
-
-async def _pump_async(source: AsyncIterable[Any], handoff: Handoff) -> None:
-    """Task body: pull chunks from an async source until done, told to stop, or cancelled.
-
-    Chunks are handed over in batches: up to `ASYNC_BATCH` at once while the source yields
-    without pausing, and whatever is pending as soon as it pauses (a `call_soon` callback runs
-    exactly then), so a fast source pays no lock per chunk and a slow one delays nothing.
-    """
-    iterator: AsyncIterator[Any] | None = None
-    loop = asyncio.get_running_loop()
-    batch: list[Any] = []
-    scheduled = False
-
-    def hand_over() -> None:
-        nonlocal batch
-        if batch:
-            ready, batch = batch, []
-            handoff.put_batch(ready)
-
-    def hand_over_on_pause() -> None:
-        nonlocal scheduled
-        scheduled = False
-        with contextlib.suppress(ChannelClosed):  # the producer will learn it on its own
-            hand_over()
-
-    try:
-        iterator = aiter(source)  # inside the try: a source failing to start is a failed source
-        async for chunk in iterator:
-            batch.append(chunk)
-            if not scheduled:
-                scheduled = True
-                loop.call_soon(hand_over_on_pause)
-            if len(batch) >= ASYNC_BATCH:
-                hand_over()
-            # Checked for every chunk: a source that pauses between chunks has them handed over
-            # on each pause, never in a full batch, and must be held back all the same.
-            if handoff.full:
-                await handoff.wait_for_room()
-        hand_over()
-    except ChannelClosed:
-        pass
-    except asyncio.CancelledError as exc:
-        # The cancelled task keeps this traceback in a reference cycle, and with it the frames
-        # of a source the cancellation ended: a wrapper that does not close the iterator it
-        # wraps (FastAPI's, around a generator endpoint) would leave that one alive, unclosed,
-        # until the cyclic GC ran.  Cleared, the wrapped iterator is finalized at once.
-        traceback.clear_frames(exc.__traceback__)
-        raise
-    except Exception as exc:
-        with contextlib.suppress(ChannelClosed):
-            hand_over()  # what the source yielded before it failed still goes out
-        handoff.finish(exc)
-    else:
-        handoff.finish()
-    finally:
-        aclose = getattr(iterator, "aclose", None)
-        if callable(aclose):
-            try:
-                await aclose()
-            except Exception:
-                logger.exception("ssekit: closing the stream's source failed")
-
-
-def _start_helper_loop(source: AsyncIterable[Any], handoff: Handoff) -> Callable[[], None]:
-    """Run an async source on a private event loop in a thread, for a sync consumer."""
-    ready = threading.Event()
-    holder: dict[str, Any] = {}
-
-    def run() -> None:
-        loop = asyncio.new_event_loop()
-        try:
-            task = loop.create_task(_pump_async(source, handoff))
-            holder["loop"], holder["task"] = loop, task
-            ready.set()
-            try:
-                loop.run_until_complete(task)
-            except BaseException as exc:
-                if not isinstance(exc, asyncio.CancelledError):
-                    handoff.finish(exc)
-            loop.run_until_complete(loop.shutdown_asyncgens())
-        finally:
-            ready.set()
-            loop.close()
-
-    context = contextvars.copy_context()
-    thread = threading.Thread(target=context.run, args=(run,), name="ssekit-loop", daemon=True)
-    thread.start()
-    ready.wait()
-
-    def stop() -> None:
-        loop, task = holder.get("loop"), holder.get("task")
-        if loop is not None and task is not None:
-            with contextlib.suppress(RuntimeError):  # the loop has already finished
-                loop.call_soon_threadsafe(task.cancel)
-        if thread is not threading.current_thread():
-            thread.join(PRODUCER_CLOSE_SECONDS)
-
-    return stop
-
-
-def _threads_are_greenlets() -> bool:
-    """True under gevent's monkey-patching, where a "thread" is a greenlet of one OS thread."""
-    monkey = sys.modules.get("gevent.monkey")
-    is_patched = getattr(monkey, "is_module_patched", None)
-    return bool(is_patched and is_patched("threading"))
-
-
-class _SharedLoop:
-    """One helper event loop for all sync-consumed async sources of a process, under gevent.
-
-    asyncio allows one running loop per OS thread, and gevent runs every "thread" on one: a loop
-    per stream would fail from the second stream on.  The shared loop runs while at least one
-    such stream does, each source a task on it.
-    """
-
-    _lock = threading.Lock()
-    _loop: asyncio.AbstractEventLoop | None = None
-    _thread: threading.Thread | None = None
-    _users = 0
-
-    @classmethod
-    def start(cls, source: AsyncIterable[Any], handoff: Handoff) -> Callable[[], None]:
-        with cls._lock:
-            if cls._loop is None:
-                cls._loop = asyncio.new_event_loop()
-                cls._thread = threading.Thread(
-                    target=cls._loop.run_forever, name="ssekit-shared-loop", daemon=True
-                )
-                cls._thread.start()
-            cls._users += 1
-            loop = cls._loop
-        context = contextvars.copy_context()  # e.g. Flask's request context, for the source
-        started: list[asyncio.Task[None]] = []
-        done = threading.Event()
-
-        def create() -> None:  # on the loop: a task made inside `context` runs in a copy of it
-            task = context.run(loop.create_task, _pump_async(source, handoff))
-            task.add_done_callback(lambda _: done.set())
-            started.append(task)
-
-        def cancel() -> None:
-            for task in started:
-                task.cancel()
-
-        loop.call_soon_threadsafe(create)
-
-        def stop() -> None:
-            loop.call_soon_threadsafe(cancel)
-            done.wait(PRODUCER_CLOSE_SECONDS)
-            cls._release()
-
-        return stop
-
-    @classmethod
-    def _release(cls) -> None:
-        with cls._lock:
-            cls._users -= 1
-            if cls._users or cls._loop is None:
-                return
-            loop, thread = cls._loop, cls._thread
-            cls._loop = cls._thread = None
-        loop.call_soon_threadsafe(loop.stop)
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(PRODUCER_CLOSE_SECONDS)
-        loop.close()

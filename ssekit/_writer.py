@@ -1,43 +1,164 @@
-"""The stream's decisions, without I/O: what bytes to write, and how long to wait for more.
+"""The stream's decisions, without I/O: what bytes to write, how long to wait, and how it ends.
 
 `StreamWriter` turns chunks into framed bytes, batches them by the flush policy, adds heartbeats,
-the closing event and error events.  The drivers in `_stream.py` feed it chunks and the clock and
-write what it returns; they hold no policy of their own, so sync and async serving behave alike.
+and is the one place that knows how a stream ends.  Its life is one field, `state` (OPEN ->
+DRAINING -> DONE), moved by typed inputs: chunks arrive (`add`), time passes (`poll`), the source
+finishes, fails or ends with bytes of its own, an end is requested with a farewell, the consumer
+stops (`end`, or `request` from another thread).  Which input may move which state where is data,
+`TRANSITIONS`, in the spirit of h11's `_state.py`; anything else is a `WriterStateError`.
+
+The drivers in `_stream.py` feed it and write what it returns; they hold no policy of their own,
+so sync and async serving behave alike.  The clock is passed in: tests run it by hand.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
+import enum
 import logging
-from collections.abc import Callable
+import threading
+from dataclasses import dataclass
 from typing import Any
 
 from ssekit._errors import StreamError
-from ssekit._event import Event, encode_data
+from ssekit._event import Event
+from ssekit._frame import (
+    HEARTBEAT,
+    error_event_bytes,
+    event_bytes,
+    opening_bytes,
+    retry_hint_bytes,
+)
 from ssekit._options import ErrorHook, StreamOptions
 
-__all__ = ["StreamWriter", "error_bytes", "opening_bytes"]
+__all__ = [
+    "ConsumerClosed",
+    "EndRequested",
+    "Ending",
+    "SourceEnded",
+    "SourceFailed",
+    "SourceFinished",
+    "StreamWriter",
+    "WriterState",
+    "WriterStateError",
+    "error_bytes",
+]
 
 logger = logging.getLogger("ssekit")
 
 #: The largest batch `flush="auto"` or a latency budget builds before writing.
 MAX_BATCH_BYTES = 64 * 1024
-HEARTBEAT = b": ping\n\n"
 GENERIC_ERROR_MESSAGE = "The stream failed on the server."
 #: The reconnection hint sent when `max_duration` ends a stream and no `retry` was configured.
 DEFAULT_RECONNECT_HINT_MS = 1000
 
 
-def opening_bytes(options: StreamOptions) -> bytes:
-    """The preamble: a comment (and `retry:`, padding) so headers and `open` happen at once."""
-    parts = [b": ok\n"]
-    if options.padding:
-        parts.append(b":" + b" " * options.padding + b"\n")
-    if options.retry is not None:
-        parts.append(b"retry: %d\n" % options.retry)
-    parts.append(b"\n")
-    return b"".join(parts)
+class WriterState(enum.Enum):
+    """Where a stream's output is in its life."""
+
+    #: Writing chunks as they come, and heartbeats while none do.
+    OPEN = "open"
+    #: The ending is decided: the next poll writes what is pending, then the ending.
+    DRAINING = "draining"
+    #: Nothing more will be written: the ending went out, or the consumer stopped.
+    DONE = "done"
+
+
+# -- inputs ----------------------------------------------------------------------------------------
+
+
+class Chunks:
+    """Chunks arrive: `StreamWriter.add(chunks, now)` (never built: the hot path passes a list)."""
+
+
+class TimePasses:
+    """The clock moved: `StreamWriter.poll(now)` (never built: the hot path passes a float)."""
+
+
+class MaxDurationReached:
+    """`max_duration` has passed: `poll` ends the stream with a `retry:` hint by itself."""
+
+
+@dataclass(frozen=True, slots=True)
+class SourceFinished:
+    """The source is exhausted: what is pending, then the `end` option's event if any."""
+
+
+@dataclass(frozen=True, slots=True)
+class SourceFailed:
+    """The source raised `error` (or a chunk failed to frame): pending, then an `error` event."""
+
+    error: BaseException
+
+
+@dataclass(frozen=True, slots=True)
+class SourceEnded:
+    """The source ended with bytes of its own (a broker's `retry:` hint for a slow client)."""
+
+    ending: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class EndRequested:
+    """Someone asked the stream to end (`end_now()`, a shutdown): pending, then `farewell`."""
+
+    farewell: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerClosed:
+    """The consumer stopped listening (`close()`, a client gone): nothing more is written."""
+
+
+#: How a stream can end; `Handoff.outcome` holds one of the first three.
+Ending = SourceFinished | SourceFailed | SourceEnded | EndRequested | ConsumerClosed
+
+_OPEN, _DRAINING, _DONE = WriterState.OPEN, WriterState.DRAINING, WriterState.DONE
+
+#: state -> input type -> next state.  An input missing from a state's row is refused there.
+#: Once the ending is decided the first one wins: later endings leave the state as it is.
+TRANSITIONS: dict[WriterState, dict[type, WriterState]] = {
+    _OPEN: {
+        Chunks: _OPEN,
+        TimePasses: _OPEN,
+        MaxDurationReached: _DRAINING,
+        SourceFinished: _DRAINING,
+        SourceFailed: _DRAINING,
+        SourceEnded: _DRAINING,
+        EndRequested: _DRAINING,
+        ConsumerClosed: _DONE,
+    },
+    _DRAINING: {
+        Chunks: _DRAINING,  # dropped: they come after the ending (a chunk that failed to frame)
+        TimePasses: _DONE,  # the drain: pending frames and the ending are written
+        SourceFinished: _DRAINING,
+        SourceFailed: _DRAINING,
+        SourceEnded: _DRAINING,
+        EndRequested: _DRAINING,
+        ConsumerClosed: _DONE,
+    },
+    _DONE: {
+        TimePasses: _DONE,
+        SourceFinished: _DONE,
+        SourceFailed: _DONE,
+        SourceEnded: _DONE,
+        EndRequested: _DONE,
+        ConsumerClosed: _DONE,
+    },
+}
+
+
+class WriterStateError(RuntimeError):
+    """An input the writer cannot take in its current state (a driver's mistake)."""
+
+
+def _next_state(state: WriterState, kind: type) -> WriterState:
+    try:
+        return TRANSITIONS[state][kind]
+    except KeyError:
+        raise WriterStateError(
+            f"A StreamWriter in state {state.name} cannot take {kind.__name__}: "
+            f"{'the stream has ended' if state is _DONE else 'not allowed here'}."
+        ) from None
 
 
 def error_bytes(error: BaseException, on_error: ErrorHook | None) -> bytes:
@@ -54,75 +175,119 @@ def error_bytes(error: BaseException, on_error: ErrorHook | None) -> bytes:
         return reply.encode()
     if reply is None:
         reply = error.message if isinstance(error, StreamError) else GENERIC_ERROR_MESSAGE
-    data = json.dumps({"message": str(reply)}, ensure_ascii=False, separators=(",", ":"))
-    return Event(data, event="error").encode()
+    return error_event_bytes(str(reply))
 
 
 class StreamWriter:
     """Pacing for one stream: batches, heartbeats and the ending, given chunks and the time.
 
-    Call `add()` with chunks as they arrive and `poll()` with the current time; `poll` returns the
-    byte strings to write now and how long the driver may wait for more before polling again.
+    `opening(now)` first; then `add()` chunks as they arrive, `end()` how the source ended, and
+    `poll()` the current time: it returns the byte strings to write now and how long the driver
+    may wait before polling again.  Only `request()` may be called from another thread.
     """
 
-    def __init__(self, options: StreamOptions, now: float) -> None:
+    __slots__ = (
+        "_batch_deadline",
+        "_ending",
+        "_frames",
+        "_last_write",
+        "_lock",
+        "_options",
+        "_pending_bytes",
+        "_requested",
+        "_started",
+        "state",
+    )
+
+    def __init__(self, options: StreamOptions) -> None:
         self._options = options
-        self._started = now
-        self._last_write = now
+        #: The one field for the stream's life: OPEN, DRAINING or DONE.
+        self.state = WriterState.OPEN
+        self._started = self._last_write = 0.0
         self._frames: list[bytes] = []
         self._pending_bytes = 0
         self._batch_deadline: float | None = None
-        self._ending: bytes | None = None
-        self.done = False
+        self._ending = b""  # what DRAINING writes after the pending frames
+        self._requested: EndRequested | ConsumerClosed | None = None
+        self._lock = threading.Lock()  # only for `request`, which other threads call
+
+    @property
+    def done(self) -> bool:
+        """True once nothing more will be written."""
+        return self.state is _DONE
+
+    def opening(self, now: float) -> bytes:
+        """Start the clocks at `now`; return the preamble to write first."""
+        self._started = self._last_write = now
+        options = self._options
+        return opening_bytes(padding=options.padding, retry=options.retry)
 
     def add(self, chunks: list[Any], now: float) -> None:
-        """Frame `chunks`; a chunk that cannot be framed ends the stream with an error event."""
+        """Chunks arrive: frame each once; one that cannot be framed ends the stream with an error.
+
+        The frames before the bad chunk still go out, and nothing after it is framed: a user's
+        serializer runs once per chunk.
+        """
+        state = self.state
+        if state is not _OPEN:
+            self.state = _next_state(state, Chunks)  # dropped after the ending; refused when done
+            return
         frame = self._options.frame
+        framed: list[bytes] = []
+        append = framed.append
         try:
-            framed = [frame(chunk) for chunk in chunks]
+            for chunk in chunks:
+                append(frame(chunk))
         except Exception as exc:
-            framed = _frame_until_failure(frame, chunks)  # keep what precedes the bad chunk
-            self.fail(exc)
-        frames = self._frames
-        frames += framed
+            self.end(SourceFailed(exc))
+        self._frames += framed
         self._pending_bytes += sum(map(len, framed))
-        if self._batch_deadline is None and isinstance(self._options.flush, float) and frames:
+        if self._batch_deadline is None and framed and isinstance(self._options.flush, float):
             self._batch_deadline = now + self._options.flush
 
-    def finish(self) -> None:
-        """The source is exhausted: write what is pending, then the `end` event if any."""
-        if self._ending is None:
-            end = self._options.end
-            self._ending = (
-                b"" if end is None else end.encode() if isinstance(end, Event) else encode_data(end)
-            )
+    def end(self, ending: Ending) -> None:
+        """How the stream ends; the first ending wins (on the consumer's thread, like `poll`)."""
+        state = self.state
+        next_state = _next_state(state, type(ending))
+        if state is _OPEN and next_state is not _OPEN:
+            self._ending = self._ending_bytes(ending)
+        self.state = next_state
 
-    def fail(self, error: BaseException) -> None:
-        """The source failed: write what is pending, then an `error` event."""
-        if self._ending is None:
-            self._ending = error_bytes(error, self._options.on_error)
+    def request(self, ending: EndRequested | ConsumerClosed) -> None:
+        """Ask from any thread for an ending, taken in by the next `poll`; it does not wait.
 
-    def interrupt(self, ending: bytes) -> None:
-        """End now, whatever the source does: write what is pending, then `ending`."""
-        if not self.done:
-            self._ending = ending
+        Kept for `poll` rather than applied here: the writer's state only ever changes on the
+        consumer's thread.  A `ConsumerClosed` overrides an `EndRequested` still waiting.
+        """
+        with self._lock:
+            if self._requested is None or isinstance(ending, ConsumerClosed):
+                self._requested = ending
 
     def poll(self, now: float) -> tuple[list[bytes], float | None]:
-        """Return (byte strings to write now, seconds to wait before the next poll or None)."""
-        out: list[bytes] = []
+        """Time passes: return (byte strings to write now, seconds to wait or None)."""
+        if self._requested is not None:
+            with self._lock:
+                requested, self._requested = self._requested, None
+            if requested is not None:
+                self.end(requested)
+        state = self.state
         options = self._options
-        if self._ending is not None:
+        if state is _OPEN:
+            max_duration = options.max_duration
+            if max_duration is not None and now - self._started >= max_duration:
+                self.state = _next_state(state, MaxDurationReached)
+                hint = options.retry if options.retry is not None else DEFAULT_RECONNECT_HINT_MS
+                self._ending = retry_hint_bytes(hint)
+                state = self.state
+        if state is not _OPEN:
+            self.state = _next_state(state, TimePasses)
+            if state is _DONE:
+                return [], None
             out = self._flush_all()
             if self._ending:
                 out.append(self._ending)
-            self.done = True
             return out, None
-        if options.max_duration is not None and now - self._started >= options.max_duration:
-            out = self._flush_all()
-            hint = options.retry if options.retry is not None else DEFAULT_RECONNECT_HINT_MS
-            out.append(b"retry: %d\n\n" % hint)
-            self.done = True
-            return out, None
+        out = []
         if self._frames:
             flush = options.flush
             if (
@@ -137,6 +302,18 @@ class StreamWriter:
             out = [HEARTBEAT]
             self._last_write = now
         return out, self._wait_budget(now)
+
+    def _ending_bytes(self, ending: Ending) -> bytes:
+        if isinstance(ending, SourceFinished):
+            end = self._options.end
+            return b"" if end is None else event_bytes(end)
+        if isinstance(ending, SourceFailed):
+            return error_bytes(ending.error, self._options.on_error)
+        if isinstance(ending, SourceEnded):
+            return ending.ending
+        if isinstance(ending, EndRequested):
+            return ending.farewell
+        return b""  # ConsumerClosed: nothing more is written
 
     def _flush_all(self) -> list[bytes]:
         frames = self._frames
@@ -179,10 +356,3 @@ def _split_batches(frames: list[bytes]) -> list[bytes]:
     if batch:
         batches.append(b"".join(batch))
     return batches
-
-
-def _frame_until_failure(frame: Callable[[Any], bytes], chunks: list[Any]) -> list[bytes]:
-    framed: list[bytes] = []
-    with contextlib.suppress(Exception):
-        framed.extend(frame(chunk) for chunk in chunks)
-    return framed

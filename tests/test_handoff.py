@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -15,6 +16,7 @@ import pytest
 
 from ssekit import ChannelClosed
 from ssekit._handoff import Handoff
+from ssekit._writer import SourceEnded, SourceFailed, SourceFinished
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -86,12 +88,52 @@ def test_finish_drained_and_error() -> None:
     assert handoff.finish(error) is True
     assert handoff.finished
     assert not handoff.drained  # "a" is still waiting
-    assert handoff.error is error
+    assert handoff.outcome == SourceFailed(error)
     assert handoff.finish() is False
     with pytest.raises(ChannelClosed, match="ended"):
         handoff.put("late")
     assert handoff.take() == ["a"]
     assert handoff.drained
+
+
+def test_the_outcome_says_how_the_producer_ended() -> None:
+    """The handoff records how; what that means on the wire is the writer's to decide."""
+    handoff = Handoff(1)
+    assert handoff.outcome is None
+    handoff.finish()
+    assert handoff.outcome == SourceFinished()
+    handoff = Handoff(1)
+    handoff.finish(ending=b"retry: 5\n\n")
+    assert handoff.outcome == SourceEnded(b"retry: 5\n\n")
+    handoff = Handoff(1)
+    handoff.close()
+    assert handoff.finish() is False
+    assert handoff.outcome is None  # closed by the consumer: nothing to report to it
+
+
+def test_a_nudge_before_the_wait_is_not_lost() -> None:
+    handoff = Handoff(1)
+    handoff.nudge()  # nobody waits yet
+    assert handoff.wait(WAIT) is True  # returns at once
+    assert handoff.wait(0.01) is False  # the nudge was used up
+
+
+def test_close_from_elsewhere_wakes_the_waiting_consumer() -> None:
+    handoff = Handoff(1)
+    woke = threading.Event()
+
+    def consume() -> None:
+        handoff.wait(None)
+        woke.set()
+
+    thread = start(consume)
+    deadline = time.monotonic() + WAIT
+    while handoff._consumer is None and time.monotonic() < deadline:  # parked: now close it
+        time.sleep(0.001)
+    handoff.close()
+    assert woke.wait(WAIT)
+    thread.join(WAIT)
+    assert handoff.wait(None) is True  # closed: never blocks again
 
 
 def test_close_drops_items_and_refuses_more() -> None:

@@ -374,6 +374,26 @@ def test_a_failing_custom_serializer_ends_the_stream_with_an_error_event(consume
     assert [e.type for e in events] == ["message", "error"]
 
 
+@pytest.mark.parametrize("consumer", CONSUMERS)
+def test_a_serializer_runs_once_per_chunk(consumer: str) -> None:
+    """After a failure the good chunks are not framed again (a serializer may have effects)."""
+    calls: list[int] = []
+
+    def serializer(value: int) -> str:
+        calls.append(value)
+        if value == 3:
+            raise StreamError("no threes")
+        return str(value)
+
+    events = parse(consume(to_sse([1, 2, 3, 4, 5], serializer=serializer), consumer))
+    assert [(e.type, e.data) for e in events] == [
+        ("message", "1"),
+        ("message", "2"),
+        ("error", '{"message":"no threes"}'),
+    ]
+    assert calls == [1, 2, 3]
+
+
 # -- 3. heartbeats --------------------------------------------------------------------------------
 
 BEATS = 50

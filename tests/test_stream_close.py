@@ -15,6 +15,7 @@ from typing import Any
 import anyio
 import pytest
 
+import ssekit
 from ssekit import Channel, ChannelClosed, EventParser, MessageEvent, SSEStream, StreamState, to_sse
 
 pytestmark = pytest.mark.timeout(30)
@@ -652,3 +653,159 @@ def test_stream_closed_right_after_opening_closes_the_async_source() -> None:
 
     asyncio.run(main())
     assert source.closed
+
+
+# -- close() and aclose(), whichever way the stream is consumed ----------------------------------
+
+
+def waiting_source(kind: str, closed: threading.Event) -> Any:
+    """A source that yields "0" and then waits until its stream closes, reporting its `finally`."""
+
+    def sync_source() -> Iterator[str]:
+        try:
+            yield "0"
+            ssekit.sleep(3600)  # ends at once when the stream closes
+        finally:
+            closed.set()
+
+    async def async_source() -> AsyncIterator[str]:
+        try:
+            yield "0"
+            await asyncio.sleep(3600)
+        finally:
+            closed.set()
+
+    return sync_source() if kind == "sync" else async_source()
+
+
+@pytest.mark.parametrize("kind", ["sync", "async", "channel"])
+def test_close_stops_an_async_for_under_way_and_closes_the_source(
+    kind: str, threads_back: Callable[[], None]
+) -> None:
+    """`close()` (not `aclose()`) while another task is inside `async for`: both end promptly."""
+    closed = threading.Event()
+    channel = Channel()
+
+    async def main() -> None:
+        if kind == "channel":
+            source: Any = channel
+            await channel.asend("0")
+        else:
+            source = waiting_source(kind, closed)
+        stream = to_sse(source, heartbeat=None)
+        got_one = asyncio.Event()
+        seen: list[MessageEvent] = []
+
+        async def consumer() -> None:
+            async for chunk in stream:
+                seen.extend(parse([chunk]))
+                if seen:
+                    got_one.set()
+
+        task = asyncio.create_task(consumer())
+        await asyncio.wait_for(got_one.wait(), WAIT)
+        stream.close()  # the consumer is parked inside `async for`
+        assert stream.state is StreamState.CLOSED
+        await asyncio.wait_for(task, WAIT)  # its loop ended by itself, without an error
+        assert [e.data for e in seen] == ["0"]  # nothing written after the close
+        if kind == "async":
+            assert closed.is_set()  # the consumer's `finally` awaited the source's task
+
+    run(main)
+    if kind == "channel":
+        assert channel.closed
+        with pytest.raises(ChannelClosed):
+            channel.send("x")
+    else:
+        assert closed.wait(WAIT)
+    threads_back()
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_close_between_async_steps_closes_the_source_without_another_step(
+    kind: str, threads_back: Callable[[], None]
+) -> None:
+    """The consuming task calls the sync `close()` and never iterates again: still closed."""
+    closed = threading.Event()
+
+    async def main() -> None:
+        stream = to_sse(waiting_source(kind, closed), heartbeat=None)
+        iterator = aiter(stream)
+        assert (await afirst_data(iterator)).data == "0"
+        stream.close()
+        assert stream.state is StreamState.CLOSED
+        with anyio.fail_after(WAIT):
+            while not closed.is_set():  # an async source's task is cancelled on this loop
+                await asyncio.sleep(0.005)
+        with pytest.raises(StopAsyncIteration):  # a later step ends, writing nothing
+            await anext(iterator)
+
+    run(main)
+    assert closed.wait(WAIT)
+    threads_back()
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+@pytest.mark.parametrize("closer", ["close", "aclose"])
+def test_closing_from_another_thread_stops_a_for_loop_under_way(
+    kind: str, closer: str, threads_back: Callable[[], None]
+) -> None:
+    """A thread is blocked inside `next()`; `close()`/`aclose()` elsewhere ends its loop."""
+    closed = threading.Event()
+    stream = to_sse(waiting_source(kind, closed), heartbeat=None)
+    got_one = threading.Event()
+    seen: list[MessageEvent] = []
+    errors: list[BaseException] = []
+
+    def consume() -> None:
+        try:
+            for chunk in stream:
+                seen.extend(parse([chunk]))
+                if seen:
+                    got_one.set()
+        except BaseException as exc:
+            errors.append(exc)
+
+    consumer = threading.Thread(target=consume)
+    consumer.start()
+    assert got_one.wait(WAIT)
+    if closer == "close":
+        stream.close()
+    else:
+        run(stream.aclose)
+    consumer.join(WAIT)
+    assert not consumer.is_alive()
+    assert errors == []
+    assert [e.data for e in seen] == ["0"]
+    assert stream.state is StreamState.CLOSED
+    assert closed.wait(WAIT)
+    threads_back()
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_aclose_on_a_stream_consumed_with_for_on_the_same_thread(kind: str) -> None:
+    """`for` consumer between steps, `aclose()` from a loop on the same thread: closed at once."""
+    closed = threading.Event()
+    stream = to_sse(waiting_source(kind, closed), heartbeat=None)
+    assert first_data(iter(stream)).data == "0"
+    run(stream.aclose)
+    assert stream.state is StreamState.CLOSED
+    assert closed.wait(WAIT)
+    with pytest.raises(StopIteration):
+        next(stream)
+
+
+def test_close_before_the_first_async_step_closes_the_source() -> None:
+    source = ClosableSource()
+    stream = to_sse(source)
+
+    async def main() -> None:
+        iterator = aiter(stream)
+        stream.close()  # nothing started yet: the source is closed here and never started
+        assert source.closed == 1
+        with pytest.raises(StopAsyncIteration):
+            await anext(iterator)
+
+    run(main)
+    assert stream.state is StreamState.CLOSED
+    assert source.closed == 1

@@ -9,27 +9,37 @@ from __future__ import annotations
 import json
 import logging
 import math
+import threading
 from typing import Any
 
 import pytest
 
 from ssekit import Event, EventParser, MessageEvent, StreamError, to_sse
+from ssekit._frame import HEARTBEAT
 from ssekit._options import StreamOptions, StreamOptionsDict
 from ssekit._writer import (
     DEFAULT_RECONNECT_HINT_MS,
     GENERIC_ERROR_MESSAGE,
-    HEARTBEAT,
     MAX_BATCH_BYTES,
+    TRANSITIONS,
+    ConsumerClosed,
+    EndRequested,
+    SourceEnded,
+    SourceFailed,
+    SourceFinished,
     StreamWriter,
+    WriterState,
+    WriterStateError,
     error_bytes,
-    opening_bytes,
 )
 
 pytestmark = pytest.mark.timeout(10)
 
 
 def writer(now: float = 0.0, **options: Any) -> StreamWriter:
-    return StreamWriter(StreamOptions(**options), now)
+    w = StreamWriter(StreamOptions(**options))
+    w.opening(now)
+    return w
 
 
 def frame(chunk: Any, **options: Any) -> bytes:
@@ -174,7 +184,7 @@ def test_a_frame_bigger_than_a_batch_is_written_whole() -> None:
 def test_finish_writes_pending_frames_then_is_done() -> None:
     w = writer(0.0, flush=3600.0)
     w.add(["a"], 0.0)
-    w.finish()
+    w.end(SourceFinished())
     out, wait = w.poll(0.0)
     assert [e.data for e in parse(out)] == ["a"]
     assert wait is None
@@ -183,11 +193,11 @@ def test_finish_writes_pending_frames_then_is_done() -> None:
 
 def test_finish_with_end_string_and_end_event() -> None:
     w = writer(0.0, end="[DONE]")
-    w.finish()
+    w.end(SourceFinished())
     assert w.poll(0.0) == ([b"data: [DONE]\n\n"], None)
 
     w = writer(0.0, end=Event("bye", event="end"))
-    w.finish()
+    w.end(SourceFinished())
     out, _ = w.poll(0.0)
     assert parse(out) == [MessageEvent("end", "bye", "")]
 
@@ -195,8 +205,8 @@ def test_finish_with_end_string_and_end_event() -> None:
 def test_fail_writes_pending_frames_then_the_error_event() -> None:
     w = writer(0.0, end="[DONE]")
     w.add(["a"], 0.0)
-    w.fail(StreamError("nope"))
-    w.finish()  # too late: the first ending wins
+    w.end(SourceFailed(StreamError("nope")))
+    w.end(SourceFinished())  # too late: the first ending wins
     out, _ = w.poll(0.0)
     events = parse(out)
     assert [e.type for e in events] == ["message", "error"]
@@ -220,6 +230,111 @@ def test_an_unframeable_chunk_ends_the_stream_after_the_good_ones(
     assert any(r.exc_info and isinstance(r.exc_info[1], TypeError) for r in caplog.records)
 
 
+def test_a_serializer_runs_once_per_chunk_even_when_one_fails() -> None:
+    calls: list[int] = []
+
+    def serializer(value: int) -> str:
+        calls.append(value)
+        if value == 3:
+            raise ValueError("no threes")
+        return str(value)
+
+    w = writer(0.0, serializer=serializer, flush="each")
+    w.add([1, 2, 3, 4], 0.0)
+    out, _ = w.poll(0.0)
+    assert calls == [1, 2, 3]  # each once; nothing after the bad chunk
+    events = parse(out)
+    assert [e.data for e in events[:2]] == ["1", "2"]
+    assert events[2].type == "error"
+    assert w.done
+
+
+# -- the state machine -----------------------------------------------------------------------------
+
+
+def test_state_goes_open_draining_done() -> None:
+    w = writer(0.0, end="[DONE]")
+    assert w.state is WriterState.OPEN
+    w.add(["a"], 0.0)
+    assert w.state is WriterState.OPEN
+    w.end(SourceFinished())
+    assert w.state is WriterState.DRAINING
+    out, wait = w.poll(0.0)
+    assert [e.data for e in parse(out)] == ["a", "[DONE]"]
+    assert wait is None
+    assert w.state is WriterState.DONE
+    assert w.poll(1.0) == ([], None)  # done: nothing more, ever
+
+
+def test_a_source_ending_with_its_own_bytes() -> None:
+    w = writer(0.0, end="[DONE]")
+    w.add(["a"], 0.0)
+    w.end(SourceEnded(b"retry: 10\n\n"))
+    out, _ = w.poll(0.0)
+    assert out == [b"data: a\n\n", b"retry: 10\n\n"]  # not the `end` event: the source's own
+
+
+def test_an_end_requested_from_another_thread_is_taken_in_by_the_next_poll() -> None:
+    w = writer(0.0, flush=3600.0)
+    w.add(["a"], 0.0)
+    thread = threading.Thread(target=w.request, args=(EndRequested(b"data: bye\n\n"),))
+    thread.start()
+    thread.join()
+    assert w.state is WriterState.OPEN  # only the consumer's poll changes the state
+    out, wait = w.poll(0.0)
+    assert [e.data for e in parse(out)] == ["a", "bye"]
+    assert wait is None
+    assert w.done
+
+
+def test_consumer_closed_writes_nothing_more() -> None:
+    w = writer(0.0, flush=3600.0, end="[DONE]")
+    w.add(["pending"], 0.0)
+    w.request(EndRequested(b"data: bye\n\n"))
+    w.request(ConsumerClosed())  # overrides the farewell still waiting
+    assert w.poll(0.0) == ([], None)
+    assert w.done
+
+    w = writer(0.0)
+    w.end(SourceFailed(StreamError("x")))
+    w.end(ConsumerClosed())  # while draining: the client is gone, the error is not written
+    assert w.poll(0.0) == ([], None)
+
+
+def test_the_first_ending_wins() -> None:
+    w = writer(0.0)
+    w.end(SourceFailed(StreamError("first")))
+    w.request(EndRequested(b"data: second\n\n"))
+    w.end(SourceEnded(b"data: third\n\n"))
+    out, _ = w.poll(0.0)
+    (event,) = parse(out)
+    assert event.type == "error"
+    assert json.loads(event.data) == {"message": "first"}
+
+
+def test_chunks_after_the_ending_are_dropped_and_refused_once_done() -> None:
+    w = writer(0.0)
+    w.end(SourceFinished())
+    w.add(["late"], 0.0)  # draining: dropped
+    assert w.poll(0.0) == ([], None)
+    with pytest.raises(WriterStateError, match="DONE cannot take Chunks: the stream has ended"):
+        w.add(["later"], 1.0)
+    w.end(SourceFinished())  # an ending after the end is no error: it changes nothing
+    assert w.done
+
+
+def test_the_transition_table_is_complete() -> None:
+    """Every state has a row; every ending is accepted everywhere; only DONE refuses chunks."""
+    endings = {SourceFinished, SourceFailed, SourceEnded, EndRequested, ConsumerClosed}
+    assert set(TRANSITIONS) == set(WriterState)
+    for state, row in TRANSITIONS.items():
+        assert endings <= set(row), state
+        assert all(isinstance(target, WriterState) for target in row.values())
+    assert "Chunks" not in {kind.__name__ for kind in TRANSITIONS[WriterState.DONE]}
+    assert all(target is WriterState.DONE for target in TRANSITIONS[WriterState.DONE].values())
+    assert TRANSITIONS[WriterState.OPEN][ConsumerClosed] is WriterState.DONE
+
+
 def test_max_duration_ends_with_the_default_retry_hint() -> None:
     w = writer(0.0, max_duration=60, heartbeat=15)
     assert w.poll(0.0) == ([], 15.0)
@@ -231,7 +346,7 @@ def test_max_duration_ends_with_the_default_retry_hint() -> None:
     out, wait = w.poll(60.0)
     assert out == [b"retry: %d\n\n" % DEFAULT_RECONNECT_HINT_MS]
     assert wait is None
-    assert w.done
+    assert w.state is WriterState.DONE
 
 
 def test_max_duration_flushes_pending_and_uses_the_configured_retry() -> None:
@@ -256,9 +371,12 @@ def test_wait_budget_is_the_nearest_deadline() -> None:
 
 
 def test_opening_bytes() -> None:
-    assert opening_bytes(StreamOptions()) == b": ok\n\n"
-    assert opening_bytes(StreamOptions(retry=3000)) == b": ok\nretry: 3000\n\n"
-    assert opening_bytes(StreamOptions(padding=4, retry=0)) == b": ok\n:    \nretry: 0\n\n"
+    def opening(**options: Any) -> bytes:
+        return StreamWriter(StreamOptions(**options)).opening(0.0)
+
+    assert opening() == b": ok\n\n"
+    assert opening(retry=3000) == b": ok\nretry: 3000\n\n"
+    assert opening(padding=4, retry=0) == b": ok\n:    \nretry: 0\n\n"
 
 
 @pytest.mark.parametrize(
