@@ -583,3 +583,33 @@ def test_a_closed_memory_broker_refuses() -> None:
 def test_bad_limits_are_refused(option: str, value: float) -> None:
     with pytest.raises(ValueError, match=option):
         MemoryBroker(**{option: value})
+
+
+def test_a_freed_topic_resumes_exactly_from_its_newest_id() -> None:
+    """Without history, a topic is freed as soon as nobody follows it; a client that had its
+    newest event resumes with nothing to replay, whatever other topics did meanwhile."""
+    broker = MemoryBroker(history_size=0)
+    subscription = broker.subscribe("a")
+    newest = broker.publish("a", "x")
+    subscription.close()
+    for n in range(5):
+        broker.publish(f"other/{n}", n)
+    assert broker._hub.topic_count() == 0
+    resumed = broker.subscribe("a", newest)
+    assert queued(resumed) == []
+    broker.publish("a", "live")
+    assert [e.data for e in read(resumed, 1)] == ["live"]
+
+
+def test_long_forgotten_topics_resume_with_a_reset(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past the number of freed topics the hub remembers, a resume into a forgotten topic from
+    before the newest forgotten id is a reset (never an empty replay that could hide a gap)."""
+    from ssekit.broker import _hub
+
+    monkeypatch.setattr(_hub, "_MAX_FORGOTTEN", 2)
+    broker = MemoryBroker(history_size=0)
+    old = broker.publish("a", "x")
+    for n in range(3):
+        broker.publish(f"other/{n}", n)
+    [reset] = read(broker.subscribe("a", old), 1)
+    assert reset.type == RESET_EVENT

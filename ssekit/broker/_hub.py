@@ -104,6 +104,11 @@ def format_id(value: StreamId) -> str:
     return f"{value[0]}-{value[1]}"
 
 
+#: How many freed topics the hub remembers the newest id of (a few dozen bytes each), so that
+#: a resume into one of them is exact; older ones raise a floor, below which a resume into a
+#: topic the hub does not hold is a `reset`.
+_MAX_FORGOTTEN = 10_000
+
 #: The longest topic name, in characters: a name is a key in memory and in Redis.
 MAX_TOPIC_LENGTH = 256
 
@@ -242,9 +247,9 @@ class _Topic:
 class Hub:
     """Topics with their recent history and local subscribers; thread-safe.
 
-    A topic lives while it has a subscriber or retained history, then is freed.  Ids forgotten
-    with a freed (or evicted) topic raise a floor below which a resume of a new topic is a
-    `reset`, so freeing a topic never turns a gap into a silent loss.
+    A topic lives while it has a subscriber or retained history, then is freed; its newest id
+    is remembered a while (then folded into a floor below which a resume into a topic the hub
+    does not hold is a `reset`), so freeing a topic never turns a gap into a silent loss.
     """
 
     def __init__(
@@ -276,7 +281,9 @@ class Hub:
         #: The first and the newest id delivered (any topic): the range of ids that are ours.
         self._first_id: StreamId | None = None
         self._newest_id: StreamId | None = None
-        #: The newest id forgotten along with a freed topic's state.
+        #: The newest id of each recently freed topic (oldest first, at most `_MAX_FORGOTTEN`).
+        self._forgotten: dict[str, StreamId] = {}
+        #: The newest id of any topic freed and no longer in `_forgotten`.
         self._floor: StreamId | None = None
         #: When the next sweep of aged history is due (by `clock`).
         self._next_sweep = math.inf if history_seconds is None else clock() + history_seconds
@@ -376,7 +383,11 @@ class Hub:
         if self.max_topics is not None and len(self._topics) >= self.max_topics:
             self._make_room()
         topic = _Topic(name)
-        topic.trimmed = self._floor
+        known = self._forgotten.pop(name, None)
+        if known is not None:  # freed recently: nothing after its newest id was missed
+            topic.last_id = topic.trimmed = known
+        else:
+            topic.trimmed = self._floor
         return topic
 
     def _topic(self, name: str) -> _Topic:
@@ -407,9 +418,15 @@ class Hub:
 
     def _forget(self, topic: _Topic) -> None:
         del self._topics[topic.name]
-        forgotten = topic.last_id or topic.trimmed
-        if forgotten is not None and (self._floor is None or forgotten > self._floor):
-            self._floor = forgotten
+        newest = topic.last_id or topic.trimmed
+        if newest is None:
+            return  # nothing was ever published to it: nothing to remember
+        self._forgotten.pop(topic.name, None)
+        self._forgotten[topic.name] = newest
+        if len(self._forgotten) > _MAX_FORGOTTEN:
+            oldest = self._forgotten.pop(next(iter(self._forgotten)))
+            if self._floor is None or oldest > self._floor:
+                self._floor = oldest
 
     # -- history by age ---------------------------------------------------------------------------
 
@@ -492,8 +509,8 @@ class Hub:
                 # A gap: say so first, and carry the newest id so the next resume starts here.
                 self._counters["resets"] = self._counters.get("resets", 0) + 1
                 # A topic freed since knows no newer id than the floor (history kept here only).
-                known = [t.last_id or (t.trimmed if replay is None else None) for t in found]
-                latest = max((id_ for id_ in known if id_), default=None)
+                candidates = [t.last_id or (t.trimmed if replay is None else None) for t in found]
+                latest = max((id_ for id_ in candidates if id_), default=None)
                 reset = Encoded(
                     Event(
                         '{"reason":"history unavailable"}',
