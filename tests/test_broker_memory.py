@@ -613,3 +613,15 @@ def test_long_forgotten_topics_resume_with_a_reset(monkeypatch: pytest.MonkeyPat
         broker.publish(f"other/{n}", n)
     [reset] = read(broker.subscribe("a", old), 1)
     assert reset.type == RESET_EVENT
+
+
+def test_a_subscription_to_several_new_topics_never_evicts_its_own() -> None:
+    """Making room for one topic of a subscription never evicts another topic of it."""
+    broker = MemoryBroker(max_topics=2)
+    with pytest.raises(TooManyTopics):
+        broker.subscribe(["x", "y", "z"])
+    assert broker._hub.topic_count() == 0
+    subscription = broker.subscribe(["x", "y"])
+    broker.publish("x", 1)
+    broker.publish("y", 2)
+    assert numbers(read(subscription, 2)) == [1, 2]

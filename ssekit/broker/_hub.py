@@ -16,7 +16,7 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -378,10 +378,10 @@ class Hub:
 
     # -- topics -----------------------------------------------------------------------------------
 
-    def _new_topic(self, name: str) -> _Topic:
-        """A topic the hub holds nothing of: any id up to the floor may have missed events."""
+    def _new_topic(self, name: str, keep: Collection[str] = ()) -> _Topic:
+        """A topic the hub holds nothing of (making room for it, never by evicting `keep`)."""
         if self.max_topics is not None and len(self._topics) >= self.max_topics:
-            self._make_room()
+            self._make_room(keep)
         topic = _Topic(name)
         known = self._forgotten.pop(name, None)
         if known is not None:  # freed recently: nothing after its newest id was missed
@@ -390,20 +390,20 @@ class Hub:
             topic.trimmed = self._floor
         return topic
 
-    def _topic(self, name: str) -> _Topic:
+    def _topic(self, name: str, keep: Collection[str] = ()) -> _Topic:
         topic = self._topics.get(name)
         if topic is None:
-            topic = self._topics[name] = self._new_topic(name)
+            topic = self._topics[name] = self._new_topic(name, keep)
         return topic
 
-    def _make_room(self) -> None:
+    def _make_room(self, keep: Collection[str]) -> None:
         """Evict the least recently active topic without subscribers, or refuse."""
         self._sweep()
         assert self.max_topics is not None
         if len(self._topics) < self.max_topics:
             return
         for topic in self._topics.values():
-            if not topic.subscribers:
+            if not topic.subscribers and topic.name not in keep:
                 self._forget(topic)
                 self._counters["topics_evicted"] = self._counters.get("topics_evicted", 0) + 1
                 return
@@ -482,7 +482,7 @@ class Hub:
             self.ensure_open()
             self._maybe_sweep()
             try:
-                found = [self._topic(name) for name in names]
+                found = [self._topic(name, keep=names) for name in names]
             except TooManyTopics:
                 for name in names:
                     if name in self._topics:
