@@ -217,6 +217,8 @@ class RedisBroker(HubBroker):
             readers = list(self._readers.values())
             self._readers.clear()
         for reader in readers:
+            reader.interrupt()
+        for reader in readers:
             reader.join(READ_BLOCK_MS / 1000 + 2)
         self._client.close()
 
@@ -243,6 +245,10 @@ class _Reader(threading.Thread):
         self.last = start
         self._client = redis.Redis.from_url(broker.url, socket_keepalive=True)
 
+    def interrupt(self) -> None:
+        """Cut the connection under a blocking read (on close), so the reader stops at once."""
+        self._client.connection_pool.disconnect()
+
     def run(self) -> None:
         broker, key = self._broker, self._broker._key(self.topic)
         delay = BACKOFF_FIRST
@@ -251,6 +257,8 @@ class _Reader(threading.Thread):
                 try:
                     answer: Any = self._client.xread({key: self.last}, block=READ_BLOCK_MS)
                 except (redis.ConnectionError, redis.TimeoutError) as exc:
+                    if broker._closed.is_set():
+                        return  # close() cut the connection
                     broker._hub.count("reconnects")
                     logger.warning("ssekit: Redis unavailable (%s); retrying in %.2f s", exc, delay)
                     if broker._closed.wait(delay):
@@ -258,6 +266,8 @@ class _Reader(threading.Thread):
                     delay = min(delay * 2, BACKOFF_MAX)
                     continue
                 except redis.RedisError:
+                    if broker._closed.is_set():
+                        return
                     # Anything else (a stream key turned into another type, say): keep serving
                     # the topic's subscribers rather than leave them silently without a reader.
                     broker._hub.count("read_errors")
@@ -265,6 +275,10 @@ class _Reader(threading.Thread):
                     if broker._closed.wait(BACKOFF_MAX):
                         return
                     continue
+                except Exception:
+                    if broker._closed.is_set():
+                        return  # close() cut the connection under the blocking read
+                    raise
                 delay = BACKOFF_FIRST
                 for _stream, entries in answer or ():
                     for entry_id, fields in entries:
