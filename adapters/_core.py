@@ -24,6 +24,7 @@ from ssekit.broker import (
     MAX_TOPIC_LENGTH,
     UNAVAILABLE_RETRY_MS,
     Broker,
+    BrokerClosed,
     BrokerUnavailable,
     InvalidTopic,
     SlowPolicy,
@@ -284,7 +285,7 @@ class BrokerEndpoint(Generic[R]):
             return Refuse(400, str(exc))
         except TooManySubscribers as exc:
             return Refuse(503, str(exc), (("Retry-After", "5"),))
-        except BrokerUnavailable:
+        except (BrokerUnavailable, BrokerClosed):  # come back soon, to this process or another
             return RetryLater(UNAVAILABLE_RETRY_MS)
         except ValueError:
             if last_event_id is None:

@@ -118,3 +118,27 @@ def farewell_bytes(farewell: str | Event | None, retry: int | None) -> bytes:
     if retry is not None:
         parts.append(retry_hint_bytes(retry))
     return b"".join(parts)
+
+
+# -- broker framing: a published event is framed once, its id added when the broker assigns it --
+
+
+def frame_body(chunk: Any, event: str | None, serializer: Serializer | None) -> bytes:
+    """Frame a published chunk once, without its id: the id is the broker's to assign.
+
+    `event` sets the event's type; `""` means `message`, the default type, and writes no line.
+    """
+    if isinstance(chunk, Event):
+        if chunk.id is not None:
+            raise ValueError("A published Event must not have an id: the broker assigns ids.")
+        published = chunk if event is None else chunk.replace(event=event or None)
+        return published.encode()
+    framed = make_framer(serializer)(chunk)  # b"data: ...\n\n"
+    if not event:
+        return framed
+    return Event(event=event).encode()[:-1] + framed  # b"event: <type>\n" + data lines
+
+
+def with_id(body: bytes, id_: str) -> Encoded:
+    """The final bytes of a published event: its id line, then the framed body."""
+    return Encoded(b"id: " + id_.encode() + b"\n" + body)

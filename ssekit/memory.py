@@ -309,6 +309,12 @@ class RedisMemory(BaseMemory):
     """Messages in a Redis list per parent, for deployments on several hosts (`redis` extra)."""
 
     def __init__(self, url: str, parent: Parent, *, prefix: str = "ssekit:memory:") -> None:
+        # Broker topics live under "ssekit:topic:": a chat key must never be a topic's stream.
+        if not prefix or "ssekit:topic:".startswith(prefix) or prefix.startswith("ssekit:topic:"):
+            raise ValueError(
+                f"prefix {prefix!r} would share keys with RedisBroker's 'ssekit:topic:': "
+                "use a namespace of its own, such as the default 'ssekit:memory:'."
+            )
         super().__init__(parent)
         import redis
 

@@ -8,9 +8,10 @@ directly where that is the point: the queue's bound, and the bytes shared by all
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import threading
-import time
+import tracemalloc
 from typing import Any
 
 import pytest
@@ -20,9 +21,11 @@ from ssekit._frame import Encoded
 from ssekit.broker import (
     RESET_EVENT,
     Broker,
+    BrokerClosed,
     MemoryBroker,
     Subscription,
     TooManySubscribers,
+    TooManyTopics,
 )
 from ssekit.testing import read_events
 
@@ -160,28 +163,27 @@ def test_without_history_only_the_newest_id_resumes() -> None:
     assert (reset.type, reset.last_event_id) == (RESET_EVENT, ids[-1])
 
 
-@pytest.mark.timeout(20)
+class FakeClock:
+    """A clock the test moves by hand (the broker's `clock=`): history ages without waiting."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def test_a_resume_older_than_history_seconds_starts_with_a_reset() -> None:
     """History keeps T seconds: the same resume replays at first, and gets a reset once the
     events it needs are older than T."""
-    keep = 0.3
-    broker = MemoryBroker(history_seconds=keep)
-    published_at = time.monotonic()
+    clock = FakeClock()
+    broker = MemoryBroker(history_seconds=0.3, clock=clock)
     ids = [broker.publish("t", n) for n in range(3)]
     assert numbers(read(broker.subscribe("t", ids[0]), 2)) == [1, 2]
-    deadline = time.monotonic() + 10
-    while True:
-        subscription = broker.subscribe("t", ids[0])
-        if queued(subscription):
-            first = queued(subscription)[0]
-            if first.startswith(b"event: reset\n"):
-                break
-        subscription.close()
-        assert time.monotonic() < deadline, "the history was never trimmed by age"
-        time.sleep(0.02)
-    elapsed = time.monotonic() - published_at
-    assert elapsed >= keep
-    [reset] = read(subscription, 1)
+    clock.now += 0.29
+    assert numbers(read(broker.subscribe("t", ids[0]), 2)) == [1, 2]
+    clock.now += 0.02
+    [reset] = read(broker.subscribe("t", ids[0]), 1)
     assert (reset.type, reset.last_event_id) == (RESET_EVENT, ids[-1])
 
 
@@ -445,3 +447,181 @@ def test_close_topic_without_farewell_ends_cleanly() -> None:
     assert broker.close_topic("t") == 1
     events, _raw = read_to_end(subscription)
     assert [e.data for e in events] == ["last"]
+
+
+# -- what the broker keeps: topics are freed, history ages, the number of topics is bounded --------
+
+
+def test_a_topic_left_by_its_subscribers_and_without_history_is_freed() -> None:
+    """Subscribing creates a topic; the last subscriber's leaving frees it unless it holds
+    history (which keeps it until the history ages or the topic is evicted)."""
+    broker = MemoryBroker()
+    subscription = broker.subscribe(["a", "b"])
+    assert broker._hub.topic_count() == 2
+    subscription.close()
+    assert broker._hub.topic_count() == 0
+    broker.publish("kept", "x")
+    assert broker._hub.topic_count() == 1
+    assert broker.close_topic("kept") == 0
+    assert broker._hub.topic_count() == 1  # its history is still there for resumes
+
+
+@pytest.mark.timeout(120)
+def test_many_topics_subscribed_and_left_leave_no_memory_behind() -> None:
+    """100,000 distinct topics subscribed and left: traced memory returns to within 5 MB."""
+    broker = MemoryBroker()
+    broker.subscribe("warm-up").close()
+    gc.collect()
+    tracemalloc.start()
+    try:
+        baseline = tracemalloc.get_traced_memory()[0]
+        for n in range(100_000):
+            broker.subscribe(f"topic/{n}").close()
+        gc.collect()
+        grown = tracemalloc.get_traced_memory()[0] - baseline
+    finally:
+        tracemalloc.stop()
+    assert broker._hub.topic_count() == 0
+    assert grown < 5 * 1024 * 1024, f"{grown / 1024 / 1024:.1f} MB more than before"
+
+
+def test_history_seconds_replays_nothing_older_than_it() -> None:
+    """`history_seconds=1`: a resume replays only events published within the last second,
+    whether or not anything was published since (age is enforced when history is read)."""
+    clock = FakeClock()
+    broker = MemoryBroker(history_seconds=1, clock=clock)
+    first = broker.publish("t", 0)  # at 0.0
+    clock.now += 0.6
+    broker.publish("t", 1)  # at 0.6
+    clock.now += 0.5
+    broker.publish("t", 2)  # at 1.1: event 0 is now older than 1 s
+    clock.now += 0.2  # 1.3
+    assert numbers(read(broker.subscribe("t", first), 2)) == [1, 2]
+    clock.now += 0.35  # 1.65: event 1 is 1.05 s old, and nothing was published meanwhile
+    [reset] = read(broker.subscribe("t", first), 1)
+    assert reset.type == RESET_EVENT
+    clock.now += 1  # 2.65: everything has aged out
+    [reset] = read(broker.subscribe("t", first), 1)
+    assert reset.type == RESET_EVENT
+
+
+def test_a_sweep_frees_aged_topics_without_touching_each() -> None:
+    """Topics whose history has aged out are freed by the next publish or subscribe after
+    `history_seconds`, even if nobody reads them again."""
+    clock = FakeClock()
+    broker = MemoryBroker(history_seconds=1, clock=clock)
+    for n in range(1000):
+        broker.publish(f"t/{n}", n)
+    assert broker._hub.topic_count() == 1000
+    clock.now += 1.5
+    broker.publish("fresh", "x")
+    assert broker._hub.topic_count() == 1
+
+
+def test_a_resume_into_a_freed_topic_is_a_reset_not_a_silent_gap() -> None:
+    """A topic freed once its history aged out forgets its events; a client that missed them
+    gets a reset (carrying an id it can resume from), never an empty replay."""
+    clock = FakeClock()
+    broker = MemoryBroker(history_seconds=1, clock=clock)
+    seen = broker.publish("t", "seen")
+    missed = broker.publish("t", "missed")
+    clock.now += 2
+    broker.publish("other", "x")  # the sweep frees "t"
+    assert broker._hub.topic_count() == 1
+    [reset] = read(broker.subscribe("t", seen), 1)
+    assert (reset.type, reset.last_event_id) == (RESET_EVENT, missed)
+    subscription = broker.subscribe("t", reset.last_event_id)
+    assert queued(subscription) == []  # resuming from the reset's id: nothing missing
+    broker.publish("t", "after")
+    assert [e.data for e in read(subscription, 1)] == ["after"]
+
+
+def test_max_topics_evicts_the_least_recently_active_idle_topic() -> None:
+    """At `max_topics`, a new topic evicts the idle topic published to longest ago (counted);
+    a resume into the evicted topic gets a reset."""
+    broker = MemoryBroker(max_topics=3)
+    a = broker.publish("a", 1)
+    broker.publish("b", 1)
+    broker.publish("c", 1)
+    broker.publish("a", 2)  # "a" is now the most recently active
+    broker.publish("d", 1)  # evicts "b"
+    assert broker.counters["topics_evicted"] == 1
+    assert broker._hub.topic_count() == 3
+    [reset] = read(broker.subscribe("b", a), 1)
+    assert reset.type == RESET_EVENT
+    assert numbers(read(broker.subscribe("a", a), 1)) == [2]
+
+
+def test_max_topics_with_every_topic_subscribed_refuses_a_new_one() -> None:
+    """When every kept topic has a subscriber, a new topic is refused with `TooManyTopics` (a
+    `TooManySubscribers`, so adapters answer 503); a subscriber leaving makes room."""
+    broker = MemoryBroker(max_topics=2)
+    first, _second = broker.subscribe("a"), broker.subscribe("b")
+    with pytest.raises(TooManyTopics, match="2 topics"):
+        broker.subscribe("c")
+    with pytest.raises(TooManySubscribers):
+        broker.subscribe(["a", "c"])
+    with pytest.raises(TooManyTopics):
+        broker.publish("c", "x")
+    assert broker._hub.topic_count() == 2
+    assert len(broker.subscribers("a")) == 1  # the refused subscription left nothing behind
+    first.close()
+    broker.subscribe("c").close()
+
+
+def test_a_closed_memory_broker_refuses() -> None:
+    broker = MemoryBroker()
+    broker.close()
+    with pytest.raises(BrokerClosed):
+        broker.publish("t", "x")
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("history_seconds", 0), ("history_seconds", -1), ("max_topics", 0), ("history_size", -1)],
+)
+def test_bad_limits_are_refused(option: str, value: float) -> None:
+    with pytest.raises(ValueError, match=option):
+        MemoryBroker(**{option: value})
+
+
+def test_a_freed_topic_resumes_exactly_from_its_newest_id() -> None:
+    """Without history, a topic is freed as soon as nobody follows it; a client that had its
+    newest event resumes with nothing to replay, whatever other topics did meanwhile."""
+    broker = MemoryBroker(history_size=0)
+    subscription = broker.subscribe("a")
+    newest = broker.publish("a", "x")
+    subscription.close()
+    for n in range(5):
+        broker.publish(f"other/{n}", n)
+    assert broker._hub.topic_count() == 0
+    resumed = broker.subscribe("a", newest)
+    assert queued(resumed) == []
+    broker.publish("a", "live")
+    assert [e.data for e in read(resumed, 1)] == ["live"]
+
+
+def test_long_forgotten_topics_resume_with_a_reset(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past the number of freed topics the hub remembers, a resume into a forgotten topic from
+    before the newest forgotten id is a reset (never an empty replay that could hide a gap)."""
+    from ssekit.broker import _hub
+
+    monkeypatch.setattr(_hub, "_MAX_FORGOTTEN", 2)
+    broker = MemoryBroker(history_size=0)
+    old = broker.publish("a", "x")
+    for n in range(3):
+        broker.publish(f"other/{n}", n)
+    [reset] = read(broker.subscribe("a", old), 1)
+    assert reset.type == RESET_EVENT
+
+
+def test_a_subscription_to_several_new_topics_never_evicts_its_own() -> None:
+    """Making room for one topic of a subscription never evicts another topic of it."""
+    broker = MemoryBroker(max_topics=2)
+    with pytest.raises(TooManyTopics):
+        broker.subscribe(["x", "y", "z"])
+    assert broker._hub.topic_count() == 0
+    subscription = broker.subscribe(["x", "y"])
+    broker.publish("x", 1)
+    broker.publish("y", 2)
+    assert numbers(read(subscription, 2)) == [1, 2]

@@ -21,12 +21,14 @@ from ssekit.broker._hub import (
     MAX_TOPIC_LENGTH,
     RESET_EVENT,
     UNAVAILABLE_RETRY_MS,
+    BrokerClosed,
     BrokerUnavailable,
     InvalidTopic,
     SlowPolicy,
     Subscription,
     SubscriptionStats,
     TooManySubscribers,
+    TooManyTopics,
 )
 from ssekit.broker._memory import MemoryBroker
 
@@ -35,6 +37,7 @@ __all__ = [
     "RESET_EVENT",
     "UNAVAILABLE_RETRY_MS",
     "Broker",
+    "BrokerClosed",
     "BrokerUnavailable",
     "InvalidTopic",
     "MemoryBroker",
@@ -43,11 +46,18 @@ __all__ = [
     "Subscription",
     "SubscriptionStats",
     "TooManySubscribers",
+    "TooManyTopics",
 ]
 
 
 class Broker(Protocol):
-    """What every broker offers; adapters and applications depend on this only."""
+    """What every broker offers; adapters and applications depend on this only.
+
+    Both brokers behave alike: ids "<ms>-<n>"; a topic is a non-empty str of at most
+    `MAX_TOPIC_LENGTH` characters (else `InvalidTopic`); any `Last-Event-ID` they cannot use
+    gives a `reset` event, never an error; after `close()`/`aclose()`, which end every
+    subscription with a `retry:` hint, `publish`/`apublish`/`subscribe` raise `BrokerClosed`.
+    """
 
     def publish(self, topic: str, chunk: Any, *, event: str | None = None) -> str: ...
 
@@ -66,7 +76,17 @@ class Broker(Protocol):
 
     def close_topic(self, topic: str, *, farewell: str | Event | None = None) -> int: ...
 
+    @property
+    def counters(self) -> dict[str, int]:
+        """A copy of the broker's counters (published, resets, disconnected_slow, ...)."""
+        ...
+
+    @property
+    def closed(self) -> bool: ...
+
     def close(self) -> None: ...
+
+    async def aclose(self) -> None: ...
 
 
 def __getattr__(name: str) -> Any:

@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Sequence
 from typing import Any
 
+from ssekit._frame import frame_body
 from ssekit._serialize import Serializer
 from ssekit.broker._hub import (
+    Clock,
     Hub,
     HubBroker,
     SlowPolicy,
+    StreamId,
     Subscription,
-    format_id,
-    frame_body,
-    with_id,
+    check_topic,
 )
 
-__all__ = ["MemoryBroker"]
+__all__ = ["DEFAULT_MAX_TOPICS", "MemoryBroker"]
+
+#: How many topics a `MemoryBroker` keeps by default (each with up to `history_size` events).
+DEFAULT_MAX_TOPICS = 100_000
 
 
 class MemoryBroker(HubBroker):
@@ -27,6 +30,13 @@ class MemoryBroker(HubBroker):
     Ids have the form "<epoch ms>-<n>": one counter for the whole broker, so they increase across
     topics, and an id from an earlier run (another epoch) is recognised as unknown and answered
     with a `reset` event instead of being silently misread.
+
+    A topic is kept while it has a subscriber or retained history.  `history_seconds` is enforced
+    whenever history is read and by a sweep of all topics at most once per `history_seconds`
+    (run by the next publish or subscribe).  At `max_topics`, a new topic evicts the least
+    recently active topic that has no subscriber (its history is lost: a resume into it gets a
+    `reset`); when every topic has subscribers, `subscribe` raises `TooManyTopics` (a 503).
+    `clock` (seconds, never going back) times the history; tests inject their own.
     """
 
     def __init__(
@@ -36,27 +46,35 @@ class MemoryBroker(HubBroker):
         history_seconds: float | None = None,
         queue_size: int = 256,
         max_subscribers_per_topic: int | None = None,
+        max_topics: int | None = DEFAULT_MAX_TOPICS,
         serializer: Serializer | None = None,
+        clock: Clock = time.monotonic,
     ) -> None:
         self._hub = Hub(
             history_size=history_size,
             history_seconds=history_seconds,
             queue_size=queue_size,
             max_subscribers_per_topic=max_subscribers_per_topic,
+            max_topics=max_topics,
+            clock=clock,
         )
         self._serializer = serializer
         self._epoch = time.time_ns() // 1_000_000
         self._sequence = 0
 
+    def _next_id(self) -> StreamId:
+        self._sequence += 1  # called under the hub's lock
+        return self._epoch, self._sequence
+
     def publish(self, topic: str, chunk: Any, *, event: str | None = None) -> str:
-        """Send `chunk` to every subscriber of `topic`; return its id."""
+        """Send `chunk` to every subscriber of `topic`; return its id.
+
+        `event` sets the event's type (`""` or None: `message`, written as no `event:` line).
+        """
+        self._hub.ensure_open()
+        check_topic(topic)
         body = frame_body(chunk, event, self._serializer)  # the costly part, outside the lock
-        with self._hub._lock:  # an id and its delivery are one step, so ids arrive in order
-            self._sequence += 1
-            id_ = (self._epoch, self._sequence)
-            text_id = format_id(id_)
-            self._hub.deliver(topic, id_, with_id(body, text_id))
-        return text_id
+        return self._hub.publish(topic, body, self._next_id)
 
     async def apublish(self, topic: str, chunk: Any, *, event: str | None = None) -> str:
         """`publish()` for async code (it never waits for subscribers)."""
@@ -72,14 +90,15 @@ class MemoryBroker(HubBroker):
     ) -> Subscription:
         """A source for `to_sse()`: events of `topics` after `last_event_id` (exclusive), then live.
 
-        An id that the history no longer holds (or never held) gives a `reset` event first.
+        An id that the history no longer holds (or never held, or that is not an id at all)
+        gives a `reset` event first; a client's id never makes this raise.
         """
-        names = (topics,) if isinstance(topics, str) else tuple(topics)
-        return self._hub.subscribe(names, last_event_id, policy=policy, queue_size=queue_size)
-
-    async def aclose(self) -> None:
-        """Nothing to release; present so every broker can be closed the same way."""
-        await asyncio.sleep(0)
+        return self._hub.subscribe(topics, last_event_id, policy=policy, queue_size=queue_size)
 
     def close(self) -> None:
-        """Nothing to release; present so every broker can be closed the same way."""
+        """End every subscription (with a `retry:` hint); publish and subscribe raise after."""
+        self._hub.close()
+
+    async def aclose(self) -> None:
+        """`close()` for async code."""
+        self.close()
