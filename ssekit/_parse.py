@@ -155,6 +155,9 @@ class EventParser:
             self._refuse("max_line_size")
         if len(rest) > self._max_line:
             self._refuse("max_line_size")
+        # Only when the data pending and this feed's lines add up to more than the limit can an
+        # event dispatched here be over it: the common feed looks at no event's size.
+        check = self._data_size + end > self._max_event
         # Fast path: when the complete events after the first one are all a single `data: `
         # line (the common stream), they are made in bulk; the rest goes line by line.
         first = text.find("\n\n")  # the end of the first event (its blank line)
@@ -165,12 +168,12 @@ class EventParser:
             if values is not None and (
                 last - first <= self._max_event or max(map(len, values)) <= self._max_event
             ):
-                events = self._process(text[: first + 1].split("\n"))
+                events = self._process(text[: first + 1].split("\n"), check)
                 events += self._messages(values)
                 if last + 2 < end:
-                    events += self._process(text[last + 2 : end - 1].split("\n"))
+                    events += self._process(text[last + 2 : end - 1].split("\n"), check)
                 return events
-        return self._process(text[: end - 1].split("\n"))
+        return self._process(text[: end - 1].split("\n"), check)
 
     def _refuse(self, limit: str) -> NoReturn:
         """Drop the connection's state (and the memory it holds), then raise the limit's error."""
@@ -198,21 +201,20 @@ class EventParser:
         self._id_buffer = self.last_event_id
         self._new_connection()
 
-    def _process(self, lines: list[str]) -> list[MessageEvent]:
+    def _process(self, lines: list[str], check: bool) -> list[MessageEvent]:
+        """Interpret complete lines; `check`: the events they dispatch may be over the limit."""
         events: list[MessageEvent] = []
         data = pending = self._data
         pending_count = len(pending)
-        max_event = self._max_event
         for line in lines:
             if not line:
                 # Dispatch.  "Set the last event ID string of the event source to the value of the
                 # last event ID buffer", even when no event fires.
                 self.last_event_id = self._id_buffer
                 if data:
-                    joined = "\n".join(data)
-                    if len(joined) > max_event:
-                        self._refuse("max_event_size")
-                    events.append(_message(self._event_type or "message", joined, self._id_buffer))
+                    events.append(
+                        _message(self._event_type or "message", "\n".join(data), self._id_buffer)
+                    )
                     data = self._data = []
                 self._event_type = ""
                 continue
@@ -230,6 +232,9 @@ class EventParser:
                     self._id_buffer = value
             elif name == "retry" and _is_retry(value):
                 self.retry = int(value)
+        max_event = self._max_event
+        if check and events and max(len(event.data) for event in events) > max_event:
+            self._refuse("max_event_size")
         if data:
             # An event still arriving: count what this feed added to its data, so that it cannot
             # grow past the limit over many feeds (counting only the new values keeps it linear).
