@@ -12,6 +12,8 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ssekit import EventParser, MessageEvent, ParseLimitExceeded
 from tests.test_parse_conformance import CASES, Case, Dispatched
@@ -210,6 +212,60 @@ def test_after_the_error_the_parser_is_ready_for_a_new_connection() -> None:
     # The unfinished block and line are gone; the last event id of the dispatched one is kept.
     assert parser.last_event_id == "7"
     assert parser.feed(b"data: b\n\n") == [MessageEvent("message", "b", "7")]
+
+
+# --------------------------------------------------------------------------------------------
+# Any stream, any split: refused exactly when a line or an event's data is over its limit
+# --------------------------------------------------------------------------------------------
+
+_TOKENS = [b"data", b"event", b"id", b":", b" ", b"x", b"\xc3\xa9", b"\n", b"\r", b"\xff"]
+_TOKENS += [b"\xef\xbb\xbf", b"\n\n", b"\r\n"]
+
+
+def _reference_refusal(stream: bytes, max_line: int, max_event: int) -> bool:
+    """Whether a line, or an event's data (joined so far), is longer than its limit."""
+    text = stream.decode("utf-8", "replace").removeprefix("\ufeff")
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    if max(map(len, lines)) > max_line:
+        return True
+    data: list[str] = []
+    for line in lines[:-1]:  # the last one is unterminated
+        if not line:
+            if len("\n".join(data)) > max_event:
+                return True
+            data = []
+            continue
+        name, _, value = line.partition(":")
+        if name == "data":
+            data.append(value[1:] if value.startswith(" ") else value)
+    return bool(data) and len("\n".join(data)) > max_event
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    tokens=st.lists(st.sampled_from(_TOKENS), max_size=60),
+    max_line=st.integers(1, 12),
+    max_event=st.integers(1, 12),
+    cuts=st.lists(st.integers(0, 200), max_size=8),
+)
+def test_any_stream_split_anywhere_is_refused_exactly_when_over_a_limit(
+    tokens: list[bytes], max_line: int, max_event: int, cuts: list[int]
+) -> None:
+    stream = b"".join(tokens)
+    points = sorted({cut % (len(stream) + 1) for cut in cuts})
+    chunks = [stream[a:b] for a, b in zip([0, *points], [*points, len(stream)], strict=True)]
+    parser = EventParser(max_line_size=max_line, max_event_size=max_event)
+    got: list[MessageEvent] = []
+    try:
+        for chunk in chunks:
+            got += parser.feed(chunk)
+    except ParseLimitExceeded:
+        refused = True
+    else:
+        refused = False
+        # Within the limits, the events are those of a parser without limits.
+        assert got == EventParser(max_line_size=None, max_event_size=None).feed(stream)
+    assert refused == _reference_refusal(stream, max_line, max_event)
 
 
 # --------------------------------------------------------------------------------------------
