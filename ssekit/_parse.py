@@ -8,6 +8,7 @@ No I/O: the client, the relay and the tests all drive the same object.
 from __future__ import annotations
 
 import codecs
+import io
 import json
 import sys
 from collections import deque
@@ -102,10 +103,12 @@ class EventParser:
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._at_stream_start = True  # a BOM is stripped here, and only here
         self._skip_lf = False  # the previous feed ended in CR: a leading LF completes that CRLF
-        # The unfinished last line, in pieces: joining them once, when its line end arrives,
-        # keeps a long line fed in small pieces linear (appending to one str would copy it all
-        # on every feed).
-        self._partial: list[str] = []
+        # The unfinished last line.  One that spans several feeds goes into a StringIO, whose
+        # writes are amortised O(1) and take about one character's room per character:
+        # appending to a str would copy the whole line on every feed (quadratic), and a list of
+        # pieces would cost an object per feed (dozens of bytes per byte fed one byte at a time).
+        self._partial_line = ""
+        self._long_line: io.StringIO | None = None
         self._partial_size = 0
         self._data: list[str] = []
         self._data_size = 0  # len("\n".join(self._data)) + 1, while data is pending
@@ -139,17 +142,24 @@ class EventParser:
                 self._skip_lf = True
             text = text.replace("\r", "\n")
         if "\n" not in text:
-            self._partial.append(text)
+            long_line = self._long_line
+            if long_line is None:
+                long_line = self._long_line = io.StringIO()
+                long_line.write(self._partial_line)
+                self._partial_line = ""
+            long_line.write(text)
             self._partial_size += len(text)
             if self._partial_size > self._max_line:
                 self._refuse("max_line_size")
             return []
-        if self._partial:
-            self._partial.append(text)
-            text = "".join(self._partial)
+        if self._long_line is not None:
+            self._long_line.write(text)
+            text = self._long_line.getvalue()
+            self._long_line = None
+        elif self._partial_line:
+            text = self._partial_line + text
         end = text.rfind("\n") + 1  # what follows the last line end waits for the next feed
-        rest = text[end:]
-        self._partial = [rest] if rest else []
+        rest = self._partial_line = text[end:]
         self._partial_size = len(rest)
         if end > self._max_line and max(map(len, text[: end - 1].split("\n"))) > self._max_line:
             self._refuse("max_line_size")

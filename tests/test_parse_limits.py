@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import time
+import tracemalloc
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -337,12 +338,24 @@ def _bytes_fed_until_refused(parser: EventParser, piece: bytes, total: int) -> t
     raise AssertionError(f"{total} bytes were accepted")
 
 
-def test_a_hostile_line_is_refused_before_much_more_than_the_limit_is_held() -> None:
-    parser = EventParser(max_line_size=1 * MiB)
+@pytest.mark.parametrize(
+    "piece", [b"x" * 4096, "é".encode() * 2048, b"xy"], ids=["4KiB", "UTF-8", "2B"]
+)
+def test_a_hostile_line_is_refused_before_much_more_than_the_limit_is_held(piece: bytes) -> None:
+    limit = MiB if len(piece) > 2 else 64 * 1024  # one byte at a time is slow to feed
+    parser = EventParser(max_line_size=limit)
     parser.feed(b"data: ")
-    fed, limit = _bytes_fed_until_refused(parser, b"x" * 4096, 64 * MiB)  # a 64 MiB line
-    assert limit == "max_line_size"
-    assert fed <= 1 * MiB
+    tracemalloc.start()
+    try:
+        fed, hit = _bytes_fed_until_refused(parser, piece, 64 * limit)  # a line 64 times as long
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert hit == "max_line_size"
+    assert fed <= 2 * limit  # characters are counted: "é" is 2 bytes
+    # What the parser held: the line so far, in a buffer of at most 4 bytes a character, plus
+    # the bookkeeping of the small pieces (a few MB at most, whatever the line's length).
+    assert peak <= 4 * limit + 8 * MiB
 
 
 def test_a_hostile_event_of_small_lines_is_refused_at_the_limit() -> None:
