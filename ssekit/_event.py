@@ -225,7 +225,6 @@ class Event:
 
 
 _FIELD_NAMES = ("data", "event", "id", "retry", "comment")
-_ID_BREAKERS = frozenset("\r\n\0")
 
 
 def _check_fields(data: object, event: object, id_: object, retry: object, comment: object) -> None:
