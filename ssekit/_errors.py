@@ -40,3 +40,6 @@ class ParseLimitExceeded(ValueError):
         self.limit = limit
         #: Its value, in characters.
         self.value = value
+
+    def __reduce__(self) -> tuple[type[ParseLimitExceeded], tuple[str, int]]:
+        return (type(self), (self.limit, self.value))  # it pickles, e.g. across processes

@@ -7,6 +7,7 @@ joined with LF, dispatched or still arriving) is longer than `max_event_size`, r
 
 from __future__ import annotations
 
+import pickle
 import random
 import time
 import tracemalloc
@@ -15,9 +16,9 @@ from collections.abc import Callable, Iterator
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_parse_conformance import CASES, Case, Dispatched
 
 from ssekit import EventParser, MessageEvent, ParseLimitExceeded
-from tests.test_parse_conformance import CASES, Case, Dispatched
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -184,6 +185,12 @@ def test_the_error_names_the_limit_its_value_and_how_to_raise_it() -> None:
 
     with pytest.raises(ParseLimitExceeded, match=r"data of one event .* max_event_size=3\b"):
         EventParser(max_event_size=3).feed(b"data: abcd\n\n")
+
+
+def test_the_error_pickles() -> None:
+    error = pickle.loads(pickle.dumps(ParseLimitExceeded("max_event_size", 5)))
+    assert (error.limit, error.value) == ("max_event_size", 5)
+    assert str(error) == str(ParseLimitExceeded("max_event_size", 5))
 
 
 def test_defaults_are_generous_and_none_disables() -> None:
