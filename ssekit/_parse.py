@@ -91,7 +91,7 @@ class EventParser:
         self.retry: int | None = None
         #: The event source's last event id: updated when a block is dispatched.
         self.last_event_id = last_event_id
-        self._id_buffer = last_event_id
+        self._id_buffer = self._id_before_feed = last_event_id
         #: The limits as given (None: none), and as compared (a huge int for none).
         self.max_line_size = _check_limit("max_line_size", max_line_size)
         self.max_event_size = _check_limit("max_event_size", max_event_size)
@@ -119,11 +119,13 @@ class EventParser:
 
         Raises `ParseLimitExceeded` when a line or an event's data goes over its limit; the
         events completed earlier in the same call are dropped with the rest of the connection's
-        state (the parser is left as after `end_of_stream()`).
+        state (the parser is left as after `end_of_stream()`, with the `last_event_id` of the
+        events returned before).
         """
         text = self._decoder.decode(chunk)
         if not text:
             return []
+        self._id_before_feed = self.last_event_id  # restored if this feed is refused
         if self._at_stream_start:
             self._at_stream_start = False
             if text[0] == "\ufeff":
@@ -186,7 +188,12 @@ class EventParser:
         return self._process(text[: end - 1].split("\n"), check)
 
     def _refuse(self, limit: str) -> NoReturn:
-        """Drop the connection's state (and the memory it holds), then raise the limit's error."""
+        """Drop the connection's state (and the memory it holds), then raise the limit's error.
+
+        The events this feed completed are never returned, so the last event id goes back to
+        where the feed found it.
+        """
+        self.last_event_id = self._id_before_feed
         self.end_of_stream()
         raise ParseLimitExceeded(limit, getattr(self, limit))
 

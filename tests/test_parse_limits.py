@@ -220,6 +220,10 @@ def test_after_the_error_the_parser_is_ready_for_a_new_connection() -> None:
     # The unfinished block and line are gone; the last event id of the dispatched one is kept.
     assert parser.last_event_id == "7"
     assert parser.feed(b"data: b\n\n") == [MessageEvent("message", "b", "7")]
+    # The events of a refused feed are never returned: their id is not the last event id.
+    with pytest.raises(ParseLimitExceeded):
+        parser.feed(b"id: 9\ndata: c\n\ndata: " + b"x" * 30 + b"\n\n")
+    assert parser.last_event_id == "7"
 
 
 # --------------------------------------------------------------------------------------------
