@@ -1,6 +1,7 @@
 """Client throughput: `ssekit.client.EventSource` against httpx-sse, over loopback.
 
 Run:  python benchmarks/bench_client.py [--events N] [--repeat R] [--quick] [--profile]
+                                        [--baseline DIR]
 
 A server in a subprocess (a plain socket, no framework) answers every request with a stream of N
 small events built in advance, sent with one `sendall()` as fast as the kernel takes it: the
@@ -23,6 +24,8 @@ Before timing, both parsers' events are checked against the expected (type, data
 id) of every event.  Rows take turns, round after round; each reports its best round (a slow
 spell on a shared machine then hits every row rather than one).  The garbage collector stays on,
 as in real use.  `--profile` runs ssekit's client under cProfile and prints where the time goes.
+`--baseline DIR` (a checkout of an older ssekit) adds a row: this client with the older checkout's
+`EventParser`, the part that does the work, timed in turn with the others.
 The script is a report: it prints PASS/FAIL for the target (ssekit at least 3x httpx-sse on the
 `data` stream) and exits 0 either way.  httpx-sse comes from the `bench` extra.
 """
@@ -33,6 +36,7 @@ import argparse
 import contextlib
 import cProfile
 import importlib.metadata
+import importlib.util
 import io
 import platform
 import pstats
@@ -43,10 +47,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import httpx
 
 import ssekit
+import ssekit.client
 from ssekit.client import EventSource
 
 try:
@@ -201,9 +208,36 @@ def check(client: httpx.Client, url: str, stream: str, n: int) -> None:
         raise SystemExit(f"the floor counted {ends} event ends for {n} events ({stream})")
 
 
-def measure(client: httpx.Client, url: str, n: int, repeat: int) -> dict[str, float]:
+def baseline_row(root: Path) -> Row:
+    """ssekit's client reading with the `EventParser` of an older checkout at `root`."""
+    path = root / "ssekit" / "_parse.py"
+    spec = importlib.util.spec_from_file_location("ssekit_baseline_parse", path)
+    if spec is None or spec.loader is None:
+        raise SystemExit(f"--baseline: cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while it runs
+    spec.loader.exec_module(module)
+
+    def make_parser(*, last_event_id: str = "", **limits: Any) -> Any:
+        return module.EventParser(last_event_id=last_event_id)  # it may have no limits
+
+    def read(client: httpx.Client, url: str, n: int) -> int:
+        current = ssekit.client.EventParser
+        ssekit.client.EventParser = make_parser  # type: ignore[assignment,misc]
+        try:
+            return read_ssekit(client, url, n)
+        finally:
+            ssekit.client.EventParser = current  # type: ignore[misc]
+
+    return Row("ssekit EventSource, baseline's EventParser", read)
+
+
+def measure(
+    client: httpx.Client, url: str, n: int, repeat: int, extra: list[Row]
+) -> dict[str, float]:
     """Best seconds per row over `repeat` rounds (rows take turns within a round)."""
     rows = [row for row in ROWS if HAVE_PEER or not row.needs_peer]
+    rows[2:2] = extra
     best = {row.label: float("inf") for row in rows}
     for _ in range(repeat):
         for row in rows:
@@ -229,6 +263,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="50,000 events, best of 2")
     parser.add_argument("--profile", action="store_true", help="cProfile ssekit's client")
+    parser.add_argument("--baseline", type=Path, metavar="DIR", help="an older ssekit checkout")
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
@@ -250,7 +285,8 @@ def main() -> None:
             url = f"{base}/{stream}"
             check(client, url, stream, n)
             size = len(build_body(stream, n))
-            best = measure(client, url, n, repeat)
+            extra = [] if args.baseline is None else [baseline_row(args.baseline)]
+            best = measure(client, url, n, repeat, extra)
             peer = best.get(PEER.label)
             print(f"\nStream `{stream}`: {n:,} events, {size / 1e6:.1f} MB, one connection")
             print(f"  {'client':42} {'M events/s':>10} {'ns/event':>9} {'vs httpx-sse':>13}")

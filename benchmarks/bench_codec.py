@@ -8,6 +8,10 @@ repository root after installing the peers, which only the `bench` extra pulls i
     python benchmarks/bench_codec.py            # full run, best of 20 rounds (about a minute)
     python benchmarks/bench_codec.py --quick    # shortened run, best of 5 rounds
 
+    # the same, with an older ssekit's codec timed beside this one, in the same run
+    git worktree add ../ssekit-base <commit>   # or: git archive <commit> ssekit | tar -x -C DIR
+    python benchmarks/bench_codec.py --baseline ../ssekit-base
+
 It prints a table and PASS/FAIL lines for the speed targets.  It is a report, not a test: the exit
 code is 0 whichever way the targets go.  A peer that is not installed shows as "n/a".
 """
@@ -17,14 +21,19 @@ from __future__ import annotations
 import argparse
 import codecs
 import importlib.metadata
+import importlib.util
 import platform
+import sys
+import time
 import timeit
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import ssekit
-from ssekit import Event, EventParser
+from ssekit import Event, EventParser, ParseLimitExceeded
 from ssekit._event import encode_data
 
 TOKEN = "Hello, world token!"  # a typical streamed LLM token chunk (19 characters)
@@ -55,6 +64,14 @@ PEER = "sse-starlette ServerSentEvent(data=text).encode()"
 PEER_TICK = 'sse-starlette ServerSentEvent(data=text, event="tick", id="42").encode()'
 PARSER = "ssekit EventParser().feed(chunk)"
 PEER_PARSER = "httpx-sse SSELineDecoder + SSEDecoder"
+BASE = "baseline "  # prefix of the rows of the older codec given with --baseline
+
+#: The unterminated lines of the long-line rows, in MB, fed in pieces of LONG_PIECE bytes.
+LONG_LINE_MB = (1, 4, 16)
+LONG_PIECE = 4096
+#: The baseline's long-line rows are timed once (not best of N) from this size up: a quadratic
+#: parser takes seconds there.
+LONG_ONCE_MB = 16
 
 
 @dataclass(frozen=True)
@@ -125,8 +142,8 @@ def _httpx_sse_parse() -> Parse | None:
     return parse
 
 
-def _ssekit_parse(chunks: Sequence[bytes]) -> list[Any]:
-    parser = EventParser()
+def _ssekit_parse(chunks: Sequence[bytes], parser_class: Any = EventParser) -> list[Any]:
+    parser = parser_class()
     events: list[Any] = []
     for chunk in chunks:
         events += parser.feed(chunk)
@@ -178,13 +195,42 @@ def _measure(cases: list[Case], settings: Settings) -> list[Row]:
 # --- the benchmark ---------------------------------------------------------------------------
 
 
-def _encode_cases(text: str) -> list[Case]:
+@dataclass(frozen=True)
+class Baseline:
+    """An older ssekit's wire codec, loaded from its source files beside the current one."""
+
+    event: ModuleType  # its ssekit/_event.py
+    parse: ModuleType  # its ssekit/_parse.py
+
+
+def _load_baseline(root: Path) -> Baseline:
+    """Load `root/ssekit/_event.py` and `_parse.py` as modules of their own.
+
+    Both are self-contained in the versions this is meant for (they import nothing else of
+    ssekit's, or only `ssekit._errors`, which is taken from the current ssekit).
+    """
+    modules = []
+    for name in ("_event", "_parse"):
+        path = root / "ssekit" / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(f"ssekit_baseline{name}", path)
+        if spec is None or spec.loader is None:
+            raise SystemExit(f"--baseline: cannot load {path}")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look their module up while it runs
+        spec.loader.exec_module(module)
+        modules.append(module)
+    return Baseline(*modules)
+
+
+def _encode_cases(text: str, baseline: Baseline | None) -> list[Case]:
     sse_event = _sse_starlette_event()
     namespace: dict[str, Any] = {
         "text": text,
         "encode_data": encode_data,
         "Event": Event,
         "ServerSentEvent": sse_event,
+        "base_encode_data": None if baseline is None else baseline.event.encode_data,
+        "BaseEvent": None if baseline is None else baseline.event.Event,
     }
 
     def timer(stmt: str, needs_peer: bool = False) -> timeit.Timer | None:
@@ -193,7 +239,7 @@ def _encode_cases(text: str) -> list[Case]:
         return timeit.Timer(stmt, globals=namespace)
 
     tick = 'data=text, event="tick", id="42"'
-    return [
+    cases = [
         Case(FLOOR, timer('f"data: {text}\\n\\n".encode()'), PEER),
         Case(HOT_PATH, timer("encode_data(text)"), PEER),
         Case(EVENT, timer("Event(data=text).encode()"), PEER),
@@ -201,6 +247,11 @@ def _encode_cases(text: str) -> list[Case]:
         Case(EVENT_TICK, timer(f"Event({tick}).encode()"), PEER_TICK),
         Case(PEER_TICK, timer(f"ServerSentEvent({tick}).encode()", needs_peer=True), PEER_TICK),
     ]
+    if baseline is not None:
+        cases[2:2] = [Case(BASE + HOT_PATH, timer("base_encode_data(text)"), PEER)]
+        cases[4:4] = [Case(BASE + EVENT, timer("BaseEvent(data=text).encode()"), PEER)]
+        cases[7:7] = [Case(BASE + EVENT_TICK, timer(f"BaseEvent({tick}).encode()"), PEER_TICK)]
+    return cases
 
 
 def _stream(events: int, with_fields: bool) -> bytes:
@@ -209,7 +260,7 @@ def _stream(events: int, with_fields: bool) -> bytes:
     return b"".join(b"data: token %d\n\n" % i for i in range(events))
 
 
-def _parse_cases(stream: bytes, events: int) -> list[Case]:
+def _parse_cases(stream: bytes, events: int, baseline: Baseline | None) -> list[Case]:
     chunks = [stream[i : i + CHUNK_SIZE] for i in range(0, len(stream), CHUNK_SIZE)]
     ours = _ssekit_parse(chunks)
     if len(ours) != events:
@@ -221,10 +272,66 @@ def _parse_cases(stream: bytes, events: int) -> list[Case]:
         if theirs != [(e.type, e.data, e.last_event_id) for e in ours]:
             raise SystemExit("ssekit and httpx-sse disagree on the benchmark stream")
         peer_timer = timeit.Timer(lambda: peer_parse(chunks))
-    return [
+    cases = [
         Case(PARSER, timeit.Timer(lambda: _ssekit_parse(chunks)), PEER_PARSER, events, 1),
         Case(PEER_PARSER, peer_timer, PEER_PARSER, events, 1),
     ]
+    if baseline is not None:
+        old_parser = baseline.parse.EventParser
+
+        def base_parse() -> list[Any]:
+            return _ssekit_parse(chunks, old_parser)
+
+        fields = [(e.type, e.data, e.last_event_id) for e in ours]
+        if [(e.type, e.data, e.last_event_id) for e in base_parse()] != fields:
+            raise SystemExit("ssekit and the baseline disagree on the benchmark stream")
+        cases.insert(1, Case(BASE + PARSER, timeit.Timer(base_parse), PEER_PARSER, events, 1))
+    return cases
+
+
+def _feed_long_line(make_parser: Callable[[], Any], size: int) -> tuple[float, int]:
+    """Seconds to feed one unterminated `data:` line of `size` bytes in LONG_PIECE pieces, and
+    how many bytes were fed before the parser refused the line (`size` if it did not)."""
+    piece = b"x" * LONG_PIECE
+    pieces = size // LONG_PIECE
+    parser = make_parser()
+    fed = 0
+    start = time.perf_counter()
+    try:
+        parser.feed(b"data: ")
+        for _ in range(pieces):
+            parser.feed(piece)
+            fed += LONG_PIECE
+    except ParseLimitExceeded:
+        pass
+    return time.perf_counter() - start, fed
+
+
+def _long_line_rows(settings: Settings, baseline: Baseline | None) -> None:
+    """Time unterminated lines of LONG_LINE_MB sizes: linear now, quadratic before."""
+    rounds = min(settings.repeat, 3)
+    parsers: list[tuple[str, Callable[[], Any]]] = [
+        ("ssekit EventParser(max_line_size=None)", lambda: EventParser(max_line_size=None)),
+        ("ssekit EventParser()  [default limits]", EventParser),
+    ]
+    if baseline is not None:
+        parsers.append((BASE + "EventParser()", baseline.parse.EventParser))
+    width = max(len(label) for label, _ in parsers)
+    print(
+        f"\nParse one unterminated line fed in {LONG_PIECE // 1024} KiB pieces (best of {rounds})"
+    )
+    print(f"  {'case':<{width}}  {'MB':>3}  {'ms':>9}  {'MB/s':>7}  {'fed MB':>6}")
+    for label, make_parser in parsers:
+        for megabytes in LONG_LINE_MB:
+            size = megabytes * 1024 * 1024
+            once = label.startswith(BASE) and megabytes >= LONG_ONCE_MB
+            results = [_feed_long_line(make_parser, size) for _ in range(1 if once else rounds)]
+            seconds, fed = min(results)
+            note = "  (timed once)" if once else ""
+            print(
+                f"  {label:<{width}}  {megabytes:>3}  {seconds * 1e3:>9.1f}  "
+                f"{fed / 1e6 / seconds:>7.0f}  {fed / 2**20:>6.1f}{note}"
+            )
 
 
 def _check_outputs() -> None:
@@ -276,7 +383,15 @@ def _ratio(rows: list[Row], label: str, baseline: str) -> float | None:
 def main(argv: Sequence[str] | None = None) -> int:
     cli = argparse.ArgumentParser(description="Benchmark ssekit's wire codec against its peers.")
     cli.add_argument("--quick", action="store_true", help="shorter runs, best of 5 rounds")
-    settings = QUICK if cli.parse_args(argv).quick else FULL
+    cli.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="DIR",
+        help="a checkout of an older ssekit: time its codec beside this one's",
+    )
+    args = cli.parse_args(argv)
+    settings = QUICK if args.quick else FULL
+    baseline = None if args.baseline is None else _load_baseline(args.baseline)
 
     _check_outputs()
     orjson = _version("orjson")
@@ -289,11 +404,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print(f"orjson: {orjson + ' installed' if orjson else 'not installed'} (no row below uses it)")
     print("peers: " + ", ".join(f"{name} {version}" for name, version in peers.items()))
+    if args.baseline is not None:
+        print(f"baseline: the codec of the ssekit checkout at {args.baseline}")
 
     targets: list[tuple[str, float | None, float]] = []
+    against_base: list[tuple[str, float | None, float]] = []
     for text in (TOKEN, LINE):
         name = f"{len(text)}-char " + ("token" if text is TOKEN else "line")
-        rows = _measure(_encode_cases(text), settings)
+        rows = _measure(_encode_cases(text, baseline), settings)
         _print_table(f"Encode one event, data = one {name}", rows, "sse-starlette")
         targets += [
             (f"hot path encode_data(), {name}", _ratio(rows, HOT_PATH, PEER), 8.0),
@@ -304,16 +422,24 @@ def main(argv: Sequence[str] | None = None) -> int:
                 2.0,
             ),
         ]
+        if baseline is not None:
+            against_base += [
+                (f"{label}, {name}", _ratio(rows, label, BASE + label), 0.9)
+                for label in (HOT_PATH, EVENT, EVENT_TICK)
+            ]
 
     for with_fields, shape in ((False, "data: lines only"), (True, "event: + id: + data:")):
         stream = _stream(settings.events, with_fields)
-        rows = _measure(_parse_cases(stream, settings.events), settings)
+        rows = _measure(_parse_cases(stream, settings.events, baseline), settings)
+        if baseline is not None:
+            against_base.append((f"{PARSER}, {shape}", _ratio(rows, PARSER, BASE + PARSER), 0.9))
         _print_table(
             f"Parse {settings.events:,} events ({shape}, {len(stream) / 1e6:.1f} MB) "
             f"fed in {CHUNK_SIZE // 1024} KiB chunks",
             rows,
             "httpx-sse",
         )
+    _long_line_rows(settings, baseline)
 
     print("\nTargets (ssekit against sse-starlette's ServerSentEvent(...).encode(), same event)")
     for label, ratio, goal in targets:
@@ -322,6 +448,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             verdict = "PASS" if ratio >= goal else "FAIL"
             print(f"  {verdict}  {label}: {ratio:.2f}x (target >= {goal:g}x)")
+    if against_base:
+        print("\nTargets (ssekit against the baseline's same row: within 10% of its rate)")
+        for label, ratio, goal in against_base:
+            verdict = "PASS" if ratio is not None and ratio >= goal else "FAIL"
+            print(f"  {verdict}  {label}: {ratio or 0:.2f}x (target >= {goal:g}x)")
     return 0
 
 

@@ -5,7 +5,7 @@ adapters in `ssekit.adapters` serve them from WSGI, Flask, ASGI and Starlette ap
 """
 
 from ssekit._channel import Channel
-from ssekit._errors import ChannelClosed, StreamError
+from ssekit._errors import ChannelClosed, ParseLimitExceeded, StreamError
 from ssekit._event import Event
 from ssekit._parse import EventParser, MessageEvent
 from ssekit._producers import get_item, lingering_threads, sleep
@@ -20,6 +20,7 @@ __all__ = [
     "Event",
     "EventParser",
     "MessageEvent",
+    "ParseLimitExceeded",
     "SSEStream",
     "StreamError",
     "StreamRegistry",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ChannelClosed", "StreamError"]
+__all__ = ["ChannelClosed", "ParseLimitExceeded", "StreamError"]
 
 
 class StreamError(Exception):
@@ -19,3 +19,27 @@ class StreamError(Exception):
 
 class ChannelClosed(RuntimeError):
     """The channel can take no more chunks: it was ended, or its consumer went away."""
+
+
+class ParseLimitExceeded(ValueError):
+    """An event stream went over one of `EventParser`'s size limits.
+
+    Raised by `EventParser.feed()` (and so by `ssekit.client`'s event sources, which stop with it
+    instead of reconnecting) when one line, or the data of one event, is longer than the limit:
+    a stream that does so is broken or hostile, and reading on would hold ever more memory.
+    """
+
+    def __init__(self, limit: str, value: int) -> None:
+        what = "one line" if limit == "max_line_size" else "the data of one event"
+        super().__init__(
+            f"The event stream is refused: {what} is longer than {limit}={value:,} characters. "
+            f"If the stream is legitimate, pass a larger {limit} (or {limit}=None for no limit) "
+            "to EventParser or to the client's event source."
+        )
+        #: The name of the limit that was exceeded: "max_line_size" or "max_event_size".
+        self.limit = limit
+        #: Its value, in characters.
+        self.value = value
+
+    def __reduce__(self) -> tuple[type[ParseLimitExceeded], tuple[str, int]]:
+        return (type(self), (self.limit, self.value))  # it pickles, e.g. across processes

@@ -26,10 +26,31 @@ def encode_data(data: str) -> bytes:
     """Frame `data` as one message event (`data:` lines and the blank line that dispatches it).
 
     The hot path for every text chunk: one-line data costs a membership test and one encode.
+    Text with a lone surrogate, which has no UTF-8 form, is refused with a ValueError.
     """
-    if "\n" in data or "\r" in data:
-        return "".join([f"data: {line}\n" for line in split_lines(data)] + ["\n"]).encode()
-    return f"data: {data}\n\n".encode()
+    try:
+        if "\n" in data or "\r" in data:
+            return "".join([f"data: {line}\n" for line in split_lines(data)] + ["\n"]).encode()
+        return f"data: {data}\n\n".encode()
+    except UnicodeEncodeError:
+        _check_unicode("data", data)
+        raise  # not reached: only a lone surrogate stops a str from encoding as UTF-8
+
+
+def _check_unicode(field: str, value: str) -> None:
+    """Refuse a lone surrogate (U+D800..U+DFFF): it is not a character and has no UTF-8 form.
+
+    Called for non-ASCII text only; encoding finds the first one in C, at its index.
+    """
+    try:
+        value.encode()
+    except UnicodeEncodeError as exc:
+        _refuse(
+            field,
+            f"it contains a lone surrogate (U+{ord(value[exc.start]):04X}) at index {exc.start},"
+            " which is not Unicode text and cannot be encoded as UTF-8",
+            value,
+        )
 
 
 def _refuse(field: str, rule: str, value: object) -> NoReturn:
@@ -63,8 +84,10 @@ class Event:
 
     Every field is optional.  `data` may span lines (CRLF, CR or LF); `event` and `id` may not, and
     `id` may not contain NUL, because a browser would read the rest as another field or ignore the
-    id.  `retry` is the reconnection time in milliseconds.  A `comment` is written as comment lines,
-    which clients ignore (useful for keep-alives and debugging).
+    id.  No text field may hold a lone surrogate (U+D800..U+DFFF), which has no UTF-8 form.  An
+    empty `event` means `message`, as browsers read it, and writes no `event:` line.  `retry` is
+    the reconnection time in milliseconds.  A `comment` is written as comment lines, which clients
+    ignore (useful for keep-alives and debugging).
     """
 
     # Not a frozen dataclass: its __init__ sets each field through object.__setattr__, which
@@ -90,13 +113,18 @@ class Event:
                         "Event() needs at least one of data, event, id, retry or comment."
                     )
                 _check_text("data", data)
+            elif not data.isascii():
+                _check_unicode("data", data)
         elif not (
-            # An event type and/or id with one-line text data: the next most common case.
+            # An event type and/or id, with ASCII data: the next most common case.
             retry is None
             and comment is None
             and type(data) is str
-            and (event is None or (type(event) is str and "\n" not in event and "\r" not in event))
-            and (id is None or (type(id) is str and _ID_BREAKERS.isdisjoint(id)))
+            and data.isascii()
+            # A printable str has no CR, LF, NUL or lone surrogate: anything else is looked at
+            # in detail (a tab, say, is allowed).
+            and (event is None or (type(event) is str and event.isprintable()))
+            and (id is None or (type(id) is str and id.isprintable()))
         ):
             _check_fields(data, event, id, retry, comment)
         self._data = data
@@ -112,7 +140,7 @@ class Event:
 
     @property
     def event(self) -> str | None:
-        """The event type; `None` (or "") dispatches a plain `message` event."""
+        """The event type; `None` or "" dispatches a plain `message` event (no `event:` line)."""
         return self._event
 
     @property
@@ -145,15 +173,18 @@ class Event:
             and "\n" not in data
             and "\r" not in data
         ):
+            # An empty type means `message`: no `event:` line is written for it.
             if id_ is None:
-                return f"event: {event}\ndata: {data}\n\n".encode()
-            if event is None:
+                if event:
+                    return f"event: {event}\ndata: {data}\n\n".encode()
+                return f"data: {data}\n\n".encode()
+            if not event:
                 return f"id: {id_}\ndata: {data}\n\n".encode()
             return f"event: {event}\nid: {id_}\ndata: {data}\n\n".encode()
         lines: list[str] = []
         if comment is not None:
             lines += [f": {line}\n" for line in split_lines(comment)]
-        if event is not None:
+        if event:  # None or "" (an empty type means `message`): no line
             lines.append(f"event: {event}\n")
         if id_ is not None:
             lines.append(f"id: {id_}\n")
@@ -194,20 +225,29 @@ class Event:
 
 
 _FIELD_NAMES = ("data", "event", "id", "retry", "comment")
-_ID_BREAKERS = frozenset("\r\n\0")
 
 
 def _check_fields(data: object, event: object, id_: object, retry: object, comment: object) -> None:
-    if data is not None and type(data) is not str:
-        _check_text("data", data)
-    if event is not None and (type(event) is not str or "\n" in event or "\r" in event):
-        _check_one_line("event", event)
+    if data is not None:
+        if type(data) is not str:
+            _check_text("data", data)
+        assert isinstance(data, str)
+        if not data.isascii():
+            _check_unicode("data", data)
+    if event is not None:
+        if type(event) is not str or "\n" in event or "\r" in event:
+            _check_one_line("event", event)
+        assert isinstance(event, str)
+        if not event.isascii():
+            _check_unicode("event", event)
     if id_ is not None:
         if type(id_) is not str or "\n" in id_ or "\r" in id_:
             _check_one_line("id", id_)
         assert isinstance(id_, str)
         if "\0" in id_:
             _refuse("id", "it must not contain NUL (U+0000), or browsers ignore the id", id_)
+        if not id_.isascii():
+            _check_unicode("id", id_)
     if retry is not None:
         if type(retry) is not int:
             raise TypeError(
@@ -217,6 +257,9 @@ def _check_fields(data: object, event: object, id_: object, retry: object, comme
             _refuse("retry", "it must be a non-negative int (ms), at most 2**63 - 1", retry)
     if comment is not None:
         _check_text("comment", comment)
+        assert isinstance(comment, str)
+        if not comment.isascii():
+            _check_unicode("comment", comment)
 
 
 def _rebuild(

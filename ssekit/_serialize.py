@@ -75,7 +75,16 @@ def _default_or_none(value: Any) -> Any:
 
 
 def _dumps_stdlib_bytes(value: Any) -> bytes:
-    return _dumps_stdlib(value).encode()  # with its NaN/Infinity -> null rule
+    text = _dumps_stdlib(value)  # with its NaN/Infinity -> null rule
+    try:
+        return text.encode()
+    except UnicodeEncodeError as exc:
+        # A lone surrogate in a string (orjson refuses it too): no UTF-8 form, so no JSON to send.
+        raise ValueError(
+            f"The value cannot be sent as JSON: it contains a lone surrogate"
+            f" (U+{ord(text[exc.start]):04X}, at index {exc.start} of its JSON text), which is"
+            " not Unicode text and cannot be encoded as UTF-8."
+        ) from None
 
 
 def _make_orjson_dumps() -> Callable[[Any], bytes] | None:

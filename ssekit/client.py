@@ -13,7 +13,10 @@ redirects are followed; after a dropped connection they wait the server's `retry
 jitter, backing off while failures repeat, up to a cap) and reconnect with `Last-Event-ID` (sent
 as UTF-8); HTTP 204 ends the stream for good; any other status than 2xx, or a Content-Type other
 than `text/event-stream`, raises `SSEResponseError` (with the start of the body), because
-retrying would not help.  Needs the `client` extra (httpx).
+retrying would not help.  A line or an event's data longer than `max_line_size` /
+`max_event_size` (8 MiB each by default, `None` for no limit) raises `ssekit.ParseLimitExceeded`
+and closes the source: reconnecting would only fetch the same stream again.  Needs the `client`
+extra (httpx).
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ from typing import Any, Generic, TypeVar
 
 import httpx
 
-from ssekit._parse import EventParser, MessageEvent
+from ssekit._errors import ParseLimitExceeded
+from ssekit._parse import DEFAULT_MAX_EVENT_SIZE, DEFAULT_MAX_LINE_SIZE, EventParser, MessageEvent
 
 __all__ = ["AsyncEventSource", "EventSource", "ReadyState", "SSEResponseError"]
 
@@ -94,9 +98,15 @@ class _Base(Generic[ClientT]):
         max_retry_ms: int = MAX_RETRY_MS,
         reconnect: bool = True,
         timeout: httpx.Timeout | float | None = None,
+        max_line_size: int | None = DEFAULT_MAX_LINE_SIZE,
+        max_event_size: int | None = DEFAULT_MAX_EVENT_SIZE,
         client: ClientT | None = None,
         **client_options: Any,
     ) -> None:
+        # Made first: it checks the limits before a client is made.
+        self._parser = EventParser(
+            last_event_id=last_event_id, max_line_size=max_line_size, max_event_size=max_event_size
+        )
         self._owns_client = client is None
         if client is None:
             client_options.setdefault("timeout", httpx.Timeout(10.0, read=None))
@@ -109,7 +119,6 @@ class _Base(Generic[ClientT]):
         self._params = params
         self._content = content
         self._json = json
-        self._parser = EventParser(last_event_id=last_event_id)
         self._default_retry_ms = retry_ms
         self._max_retry_ms = max_retry_ms
         self._reconnect = reconnect
@@ -233,7 +242,9 @@ class EventSource(_Base[httpx.Client]):
     """A synchronous event source: iterate it for `MessageEvent`s, `close()` from anywhere.
 
     Pass `client=` to reuse an `httpx.Client` (its auth, headers, transport, limits); otherwise
-    one is made with `**client_options` and closed with the source.
+    one is made with `**client_options` and closed with the source.  `max_line_size` and
+    `max_event_size` are the parser's limits (characters; `None` for none): going over one raises
+    `ssekit.ParseLimitExceeded` from the iteration and closes the source.
     """
 
     _client_class = httpx.Client
@@ -255,6 +266,9 @@ class EventSource(_Base[httpx.Client]):
                         yield from map(self._parser.feed, _pieces(response.iter_bytes()))
                     finally:
                         response.close()
+                except ParseLimitExceeded:
+                    self._closed.set()  # stop for good: a reconnection would read the same
+                    raise
                 except httpx.TransportError:
                     if self._closed.is_set():
                         return
@@ -335,6 +349,9 @@ class AsyncEventSource(_Base[httpx.AsyncClient]):
                                     yield message
                     finally:
                         await response.aclose()
+                except ParseLimitExceeded:
+                    self._closed.set()  # stop for good: a reconnection would read the same
+                    raise
                 except httpx.TransportError:
                     if self._closed.is_set():
                         return

@@ -52,7 +52,7 @@ from support.raw_sse_server import (
 )
 from support.wsgi_servers import werkzeug_server
 
-from ssekit import Event, MessageEvent
+from ssekit import Event, MessageEvent, ParseLimitExceeded
 from ssekit.adapters.flask import last_event_id as flask_last_event_id
 from ssekit.adapters.flask import sse_response
 from ssekit.adapters.starlette import SSEResponse
@@ -879,6 +879,84 @@ def test_async_failure_rules() -> None:
         error = asyncio.run(main(server.url))
         assert server.connections == 2
     assert (error.status_code, error.body) == (503, "overloaded, try later")
+
+
+# -- size limits: a hostile stream stops the source ----------------------------------------------
+
+MiB = 1024 * 1024
+
+
+def hostile(prefix: bytes, piece: bytes, total: int) -> Callable[[RawConnection], None]:
+    """A stream that sends `prefix`, then `piece` over and over up to `total` bytes, then closes
+    (a client that accepted it all would reconnect, and get 204)."""
+
+    def handler(conn: RawConnection) -> None:
+        conn.send_head()
+        conn.send(prefix)
+        for _ in range(total // len(piece)):
+            conn.send(piece)
+
+    return handler
+
+
+def test_a_line_over_the_default_limit_stops_the_source_with_the_error() -> None:
+    """9 MiB on one line, over the default 8 MiB: the iteration raises `ParseLimitExceeded` after
+    the events before it, the source is closed, and it never reconnects into the same stream."""
+    handler = by_connection(hostile(b"id: 1\ndata: ok\n\ndata: ", b"x" * 65536, 9 * MiB))
+    got: list[MessageEvent] = []
+    with raw_sse_server(handler) as server:
+        with EventSource(server.url, retry_ms=FAST_RETRY) as source:
+            with pytest.raises(ParseLimitExceeded) as info:
+                got.extend(source)
+            assert source.ready_state is ReadyState.CLOSED
+            assert list(source) == []  # closed for good
+        assert server.connections == 1
+    assert messages(got) == [("message", "ok", "1")]
+    assert (info.value.limit, info.value.value) == ("max_line_size", 8 * MiB)
+
+
+def test_async_event_over_a_configured_limit_stops_the_source_with_the_error() -> None:
+    """The limits are options of the source: an event of many short `data:` lines over
+    `max_event_size` raises from the `async for`, and the source does not reconnect."""
+    handler = by_connection(hostile(b"data: first\n\n", b"data: 0123456789\n" * 64, MiB))
+
+    async def collect(source: AsyncEventSource, got: list[MessageEvent]) -> None:
+        async for message in source:  # one by one: a comprehension would lose them on a raise
+            got.append(message)  # noqa: PERF401
+
+    async def main(url: str) -> tuple[list[MessageEvent], ParseLimitExceeded, ReadyState]:
+        got: list[MessageEvent] = []
+        async with AsyncEventSource(url, retry_ms=FAST_RETRY, max_event_size=64 * 1024) as source:
+            with pytest.raises(ParseLimitExceeded) as info:
+                await collect(source, got)
+            assert [message async for message in source] == []  # closed for good
+            return got, info.value, source.ready_state
+
+    with raw_sse_server(handler) as server:
+        got, error, state = asyncio.run(main(server.url))
+        assert server.connections == 1
+    assert messages(got) == [("message", "first", "")]
+    assert (error.limit, error.value) == ("max_event_size", 64 * 1024)
+    assert "max_event_size=65,536" in str(error)
+    assert state is ReadyState.CLOSED
+
+
+def test_limits_can_be_raised_or_removed() -> None:
+    """With a larger limit (or None) the same long line is read as any event."""
+    line = b"data: " + b"y" * (2 * MiB) + b"\n\n"
+    with raw_sse_server(by_connection(then=stream(line))) as server:
+        for limit in (4 * MiB, None):
+            with EventSource(server.url, max_line_size=limit, reconnect=False) as source:
+                assert [len(m.data) for m in source] == [2 * MiB]
+        source = EventSource(server.url, max_line_size=MiB, reconnect=False)
+        with source, pytest.raises(ParseLimitExceeded):
+            list(source)
+
+
+@pytest.mark.parametrize("name", ["max_line_size", "max_event_size"])
+def test_a_bad_limit_is_refused_when_the_source_is_made(name: str) -> None:
+    with pytest.raises(ValueError, match=name):
+        EventSource("http://127.0.0.1:9/", **{name: 0})
 
 
 # -- what the client sends -------------------------------------------------------------------

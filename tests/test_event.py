@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ssekit import Event
+from ssekit import Event, EventParser
 from ssekit._event import encode_data
 
 # --------------------------------------------------------------------------------------------
@@ -77,6 +77,74 @@ def test_non_str_text_field_is_refused(field: str, value: object) -> None:
         Event(**{field: value})  # type: ignore[arg-type]
     assert "str" in str(info.value)
     assert type(value).__name__ in str(info.value)
+
+
+SURROGATES = ["\ud800", "\udbff", "\udc00", "\udfff"]
+
+
+@pytest.mark.parametrize("surrogate", SURROGATES)
+@pytest.mark.parametrize("field", ["data", "event", "id", "comment"])
+@pytest.mark.parametrize(("before", "after"), [("", ""), ("a", "b"), ("é€", "😀"), ("x" * 100, "")])
+def test_lone_surrogate_in_a_text_field_is_refused_with_its_position(
+    field: str, surrogate: str, before: str, after: str
+) -> None:
+    value = before + surrogate + after
+    with pytest.raises(ValueError, match=_names(field)) as info:
+        Event(**{field: value})
+    message = str(info.value)
+    assert "lone surrogate" in message
+    assert f"U+{ord(surrogate):04X}" in message
+    assert f"index {len(before)}" in message
+    assert "UTF-8" in message
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"data": "a\ud800", "event": "tick"},  # the event-and-id fast path, bad data
+        {"data": "a", "event": "t\udc00ick"},
+        {"data": "a", "id": "4\ud8002"},
+        {"data": "a", "event": "tick", "id": "\udfff"},
+        {"data": "a\nb\udfff", "retry": 5},  # the general path
+        {"data": "a", "comment": "c\ud800"},
+        {"event": "e", "id": "\ud800"},  # no data
+    ],
+)
+def test_lone_surrogate_is_refused_on_every_path_of_the_constructor(
+    kwargs: dict[str, object],
+) -> None:
+    (field,) = [name for name, value in kwargs.items() if any(map(_is_surrogate, str(value)))]
+    with pytest.raises(ValueError, match=rf"{_names(field)}.*lone surrogate"):
+        Event(**kwargs)  # type: ignore[arg-type]
+
+
+def _is_surrogate(char: str) -> bool:
+    return "\ud800" <= char <= "\udfff"
+
+
+def test_a_surrogate_pair_in_a_python_str_is_refused_too() -> None:
+    # Python keeps "\ud83d\ude00" as two code points, not as "😀": neither has a UTF-8 form.
+    with pytest.raises(ValueError, match=r"U\+D83D.* index 1"):
+        Event("a\ud83d\ude00")
+    assert Event("a\U0001f600").encode() == "data: a😀\n\n".encode()
+
+
+def test_replace_refuses_a_lone_surrogate() -> None:
+    with pytest.raises(ValueError, match=r"\bid\b.*lone surrogate.*index 0"):
+        Event("x").replace(id="\ud800")
+
+
+def test_non_ascii_text_without_surrogates_is_accepted_on_every_path() -> None:
+    text = "é€😀\u2028\ufffd\U0010ffff"
+    for event in (
+        Event(text),
+        Event(text, event=text),
+        Event(text, id=text),
+        Event(text, event=text, id=text, retry=1, comment=text),
+        Event(text, event="\t"),  # not printable, but allowed: the general checks say so
+    ):
+        (message,) = EventParser().feed(event.encode())
+        assert message.data == text
 
 
 def test_event_with_no_field_is_refused() -> None:
@@ -175,7 +243,15 @@ def test_any_single_field_even_empty_or_zero_makes_an_event(kwargs: dict[str, ob
             b"event: e\nid: i\ndata: l1\ndata: l2\n\n",
             id="multi-line-with-fields",
         ),
-        pytest.param(Event("x", event=""), b"event: \ndata: x\n\n", id="empty-event-name"),
+        # An empty type means `message`: no `event:` line, on every path of encode().
+        pytest.param(Event("x", event=""), b"data: x\n\n", id="empty-event-name"),
+        pytest.param(Event("x", event="", id="1"), b"id: 1\ndata: x\n\n", id="empty-event-with-id"),
+        pytest.param(
+            Event("x\ny", event="", retry=5),
+            b"retry: 5\ndata: x\ndata: y\n\n",
+            id="empty-event-general",
+        ),
+        pytest.param(Event(event=""), b"\n", id="empty-event-alone"),
         pytest.param(Event("x", event=" sp"), b"event:  sp\ndata: x\n\n", id="event-leading-space"),
         pytest.param(Event("x", id="\u2026"), "id: \u2026\ndata: x\n\n".encode(), id="unicode-id"),
         pytest.param(Event("", id="1"), b"id: 1\ndata: \n\n", id="empty-data-with-id"),
@@ -255,8 +331,10 @@ ENCODE_DATA_INPUTS = [
 def test_encode_data_matches_event_encode(data: str) -> None:
     assert encode_data(data) == Event(data=data).encode()
     assert encode_data(data) == _reference_frame(data)
-    # Event(...).encode() with another field takes the general path, not encode_data.
-    assert Event(data=data, event="").encode() == b"event: \n" + encode_data(data)
+    # Event(...).encode() with another field takes the general path, not encode_data; an empty
+    # event type writes no line.
+    assert Event(data=data, event="").encode() == encode_data(data)
+    assert Event(data=data, event="e").encode() == b"event: e\n" + encode_data(data)
 
 
 _text_with_breaks = st.lists(

@@ -423,7 +423,7 @@ def test_framing_with_a_custom_serializer() -> None:
         (1, {"serializer": lambda value: 42}, TypeError),
         (1, {"serializer": lambda value: b"\xff"}, ValueError),
         (object(), {}, TypeError),
-        ("lone \ud800 surrogate", {}, UnicodeError),
+        ("lone \ud800 surrogate", {}, ValueError),
     ],
 )
 def test_unframeable_chunks_end_the_stream_with_an_error_event(
