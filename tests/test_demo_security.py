@@ -39,8 +39,8 @@ def same_origin(demo: Demo) -> dict[str, str]:
 
 
 def follow(client: httpx.Client, demo: Demo, reply: dict[str, str]) -> list[MessageEvent]:
-    """Every event of a started reply, from its `after` id to its `done` event."""
-    url = f"{demo.url}/api/replies/{reply['reply']}?lastEventId={reply['after']}"
+    """Every event of a started reply, from its start to its `done` event."""
+    url = f"{demo.url}/api/replies/{reply['reply']}"
     with client.stream("GET", url) as response:
         assert response.status_code == 200
         reader = StreamReader(response)
@@ -219,7 +219,7 @@ def test_a_failed_reply_shows_only_stream_error_text(
         # (A "session" in the body is ignored: the cookie is the session.)
         body = {"content": "hi", "session": "chosen-by-the-caller"}
         reply = client.post(f"{demo.url}/api/chat", json=body, headers=same_origin(demo)).json()
-        url = f"{demo.url}/api/replies/{reply['reply']}?lastEventId={reply['after']}"
+        url = f"{demo.url}/api/replies/{reply['reply']}"
         with client.stream("GET", url) as response:
             raw = b""
             for data in response.iter_bytes():
@@ -247,7 +247,7 @@ def test_another_session_cannot_follow_or_stop_a_reply(tmp_path: Path) -> None:
         reply = owner.post(
             f"{demo.url}/api/chat", json={"content": "hi"}, headers=same_origin(demo)
         ).json()
-        url = f"{demo.url}/api/replies/{reply['reply']}?lastEventId={reply['after']}"
+        url = f"{demo.url}/api/replies/{reply['reply']}"
         assert other.get(url).status_code == 403
         assert httpx.get(url, timeout=DEADLINE).status_code == 403  # no cookie at all
         stop = f"{demo.url}/api/replies/{reply['reply']}/stop"

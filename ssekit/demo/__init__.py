@@ -1,12 +1,13 @@
 """The `ssekit demo` chat app: a page that streams replies token by token over EventSource.
 
 Built from ssekit's own parts: `SQLiteMemory` keeps each chat (it survives reloads and server
-restarts), a `MemoryBroker` topic per reply lets a dropped connection resume with
-`Last-Event-ID`, and `SSEResponse` serves it under Starlette.  Replies come from the offline
-`DemoEngine`, or from an OpenAI-compatible endpoint when a base URL is given.
+restarts), each reply is a run (`ssekit.runs`) that goes on when the tab closes and that a
+dropped connection resumes with `Last-Event-ID`, and `SSEResponse` serves it under Starlette.
+Replies come from the offline `DemoEngine`, or from the engine `create_app` is given (an
+OpenAI-compatible or Anthropic API, from `ssekit demo --provider`).
 
 Routes: `GET /` the page; `GET /api/history`; `POST /api/chat` `{"content"}` starts a reply and
-returns its id and the event id to follow it `after`; `GET /api/replies/{id}` streams it
+returns its id (429 while the session's previous reply runs); `GET /api/replies/{id}` streams it
 (`message` events with `{"content"}` chunks, then `done`); `POST /api/replies/{id}/stop` stops it
 (the partial reply is kept); `GET /api/ask?q=...` streams a one-off reply directly (for
 `curl -N`).
@@ -14,8 +15,9 @@ returns its id and the event id to follow it `after`; `GET /api/replies/{id}` st
 Safe by default, since it is what people run first and copy from:
 
 - The server issues each browser its session: an unguessable id in an `HttpOnly`,
-  `SameSite=Lax` cookie.  A browser reads and writes only its own chat and replies; a caller
-  without the cookie gets a fresh session (there is no shared default).
+  `SameSite=Lax` cookie.  A browser reads and writes only its own chat and replies (a reply's
+  id is signed with its session); a caller without the cookie gets a fresh session (there is no
+  shared default).
 - Every request must name an allowed `Host` (127.0.0.1, localhost and [::1] by default, any
   port), else 400: a DNS-rebound name never reaches the app.
 - State changes are POSTs with `Content-Type: application/json` (else 415) whose `Origin` is the
@@ -28,13 +30,10 @@ Safe by default, since it is what people run first and copy from:
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import hashlib
+import hmac
 import json
-import logging
 import secrets
-import time
 from collections.abc import AsyncIterator, Iterable
 from http.cookies import SimpleCookie
 from importlib import resources
@@ -49,13 +48,13 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ssekit._errors import StreamError
 from ssekit._event import Event
 from ssekit._registry import StreamRegistry
-from ssekit.adapters.starlette import SSEResponse, broker_route
+from ssekit.adapters.starlette import SSEResponse, last_event_id
 from ssekit.ai import DemoEngine, Engine
 from ssekit.broker import MemoryBroker
 from ssekit.memory import SQLiteMemory
+from ssekit.runs import _GENERIC_ERROR, RunLimitReached, RunNotFound, Runs
 
 __all__ = ["DEFAULT_ALLOWED_HOSTS", "MAX_BODY", "SESSION_COOKIE", "create_app"]
 
@@ -71,14 +70,12 @@ MAX_BODY = 32 * 1024
 #: The longest message or question, in characters.
 MAX_CONTENT = 8000
 #: What the client sees when a reply fails for a reason that is not a `StreamError`.
-REPLY_FAILED = "The reply failed on the server."
+REPLY_FAILED = _GENERIC_ERROR
 
 _SESSION_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
 _SESSION_MAX_AGE = 365 * 24 * 3600
 #: What a browser's `Sec-Fetch-Site` says for a request from the page itself or typed by the user.
 _OWN_FETCH_SITES = frozenset({"same-origin", "none"})
-
-logger = logging.getLogger("ssekit")
 
 
 def _valid_session(value: str | None) -> bool:
@@ -107,13 +104,21 @@ def _cookie_headers(session: str, new: bool) -> dict[str, str]:
     return {"set-cookie": morsel.OutputString()}
 
 
-def _owner_tag(session: str) -> str:
-    """A short, one-way tag of a session: a reply's topic starts with its owner's tag."""
-    return hashlib.sha256(session.encode()).hexdigest()[:16]
+def _signature(session: str, run_id: str) -> str:
+    return hmac.new(session.encode(), run_id.encode(), "sha256").hexdigest()[:32]
 
 
-def _owns(session: str, reply: str) -> bool:
-    return reply.startswith(_owner_tag(session) + ".")
+def _reply_id(session: str, run_id: str) -> str:
+    """The id a browser knows a run by: the run's id signed with its session, so no other
+    session can follow or stop it, and the owner still can after a server restart."""
+    return f"{run_id}.{_signature(session, run_id)}"
+
+
+def _run_of(session: str, reply: str) -> str | None:
+    """The run id in `reply`, if `session` started that run; else None."""
+    run_id, _, signature = reply.rpartition(".")
+    signed = hmac.compare_digest(signature.encode(), _signature(session, run_id).encode())
+    return run_id if signed else None
 
 
 def _split_host(host: str) -> tuple[str, str | None]:
@@ -215,64 +220,6 @@ def _content(value: object, name: str) -> str:
     return value.strip()
 
 
-class _Replies:
-    """Running replies: each is a task that streams the engine into a broker topic."""
-
-    def __init__(self, engine: Engine, broker: MemoryBroker, database: str) -> None:
-        self.engine = engine
-        self.broker = broker
-        self.database = database
-        self.tasks: dict[str, asyncio.Task[None]] = {}
-
-    def memory(self, session: str) -> SQLiteMemory:
-        return SQLiteMemory(self.database, parent=("ChatSession", session))
-
-    def start(self, session: str, content: str) -> tuple[str, str]:
-        """Start a reply; return its id and the event id to follow it from (nothing is missed)."""
-        memory = self.memory(session)
-        memory.add_user_message(content)
-        reply_id = f"{_owner_tag(session)}.{secrets.token_urlsafe(12)}"
-        after = self.broker.publish(reply_id, {"reply": reply_id}, event="start")
-        task = asyncio.get_running_loop().create_task(self._run(reply_id, memory))
-        self.tasks[reply_id] = task
-        task.add_done_callback(lambda _: self.tasks.pop(reply_id, None))
-        return reply_id, after
-
-    async def _run(self, reply_id: str, memory: SQLiteMemory) -> None:
-        topic = reply_id
-        outcome = "done"
-        try:
-            source = memory.record(self.engine.stream(memory.get_messages()))
-            listened = time.monotonic()
-            async for chunk in source:
-                await self.broker.apublish(topic, chunk)
-                if self.broker.subscribers(topic):
-                    listened = time.monotonic()
-                elif time.monotonic() - listened > ABANDONED_AFTER:
-                    outcome = "abandoned"
-                    break
-            if outcome == "abandoned":
-                await source.aclose()  # stores the partial reply
-        except asyncio.CancelledError:
-            outcome = "stopped"
-        except Exception as exc:
-            outcome = "failed"
-            if isinstance(exc, StreamError):
-                message = exc.message
-            else:
-                logger.exception("ssekit demo: the reply %s failed", reply_id)
-                message = REPLY_FAILED
-            await self.broker.apublish(topic, {"message": message}, event="error")
-        await self.broker.apublish(topic, {"outcome": outcome}, event="done")
-
-    def stop(self, reply_id: str) -> bool:
-        task = self.tasks.get(reply_id)
-        if task is None:
-            return False
-        task.cancel()
-        return True
-
-
 def create_app(
     *,
     database: str = "ssekit-demo.sqlite3",
@@ -293,9 +240,17 @@ def create_app(
     hosts = frozenset(h.strip().lower() for h in (*DEFAULT_ALLOWED_HOSTS, *allowed_hosts))
     engine = engine if engine is not None else DemoEngine()
     broker = MemoryBroker(history_size=5000, history_seconds=600)
-    replies = _Replies(engine, broker, database)
+    runs = Runs(broker, abandon_after=ABANDONED_AFTER, max_per_session=1)
     registry = registry if registry is not None else StreamRegistry(retry=1000)
     page = resources.files("ssekit.demo").joinpath("page.html").read_text(encoding="utf-8")
+
+    def memory_of(session: str) -> SQLiteMemory:
+        return SQLiteMemory(database, parent=("ChatSession", session))
+
+    def own_run(request: Request) -> str | None:
+        """The run the request's path names, if the request's session started it."""
+        session, new = _session_of(request)
+        return None if new else _run_of(session, request.path_params["reply"])
 
     async def index(request: Request) -> Response:
         session, new = _session_of(request)
@@ -303,7 +258,7 @@ def create_app(
 
     async def history(request: Request) -> Response:
         session, new = _session_of(request)
-        messages = [] if new else replies.memory(session).get_messages()
+        messages = [] if new else memory_of(session).get_messages()
         return JSONResponse({"messages": messages}, headers=_cookie_headers(session, new))
 
     async def chat(request: Request) -> Response:
@@ -315,20 +270,31 @@ def create_app(
             content = _content(payload.get("content"), "content")
         except ValueError as exc:
             return _refuse(400, str(exc))
-        reply, after = replies.start(session, content)
-        body = {"reply": reply, "after": after}
+        memory = memory_of(session)
+        messages = [*memory.get_messages(), {"role": "user", "content": content}]
+        try:
+            run = runs.start(engine, messages, memory=memory)
+        except RunLimitReached as exc:
+            return _refuse(429, str(exc))  # and nothing stored
+        memory.add_user_message(content)  # the run's task starts (and stores its reply) later
+        body = {"reply": _reply_id(session, run.id)}
         return JSONResponse(body, headers=_cookie_headers(session, new))
 
-    async def stop(request: Request) -> Response:
-        session, _ = _session_of(request)
-        reply = request.path_params["reply"]
-        if not _owns(session, reply):
+    async def follow(request: Request) -> Response:
+        run_id = own_run(request)
+        if run_id is None:
+            return _refuse(403, "Not a reply of this session.")
+        try:
+            return SSEResponse(runs.follow(run_id, last_event_id(request)), heartbeat=10)
+        except RunNotFound:
             return _refuse(404, "No such reply.")
-        return JSONResponse({"stopped": replies.stop(reply)})
 
-    def may_follow(request: Request, topics: list[str]) -> bool:
-        session, new = _session_of(request)
-        return not new and all(_owns(session, topic) for topic in topics)
+    async def stop(request: Request) -> Response:
+        run_id = own_run(request)
+        with contextlib.suppress(RunNotFound):
+            if run_id is not None:
+                return JSONResponse({"stopped": runs.stop(run_id)})
+        return _refuse(404, "No such reply.")
 
     async def ask(request: Request) -> Response:
         # A GET that runs the engine: a browser may call it only from this page (or a typed URL),
@@ -345,7 +311,7 @@ def create_app(
         except ValueError as exc:
             return _refuse(400, str(exc))
         session, new = _session_of(request)
-        memory = replies.memory(session)
+        memory = memory_of(session)
         memory.add_user_message(question)
         source = memory.record(engine.stream(memory.get_messages()))
         return SSEResponse(
@@ -359,15 +325,14 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         async with registry.lifespan(app) as state:
             yield state
-            for task in list(replies.tasks.values()):
-                task.cancel()
+        await runs.aclose()  # after the streams closed: a follower sees `reset` on its return
 
     return Starlette(
         routes=[
             Route("/", index),
             Route("/api/history", history),
             Route("/api/chat", chat, methods=["POST"]),
-            broker_route("/api/replies/{topic}", broker, authorize=may_follow, heartbeat=10),
+            Route("/api/replies/{reply}", follow),
             Route("/api/replies/{reply}/stop", stop, methods=["POST"]),
             Route("/api/ask", ask),
         ],
