@@ -15,9 +15,8 @@ returns its id (429 while the session's previous reply runs); `GET /api/replies/
 Safe by default, since it is what people run first and copy from:
 
 - The server issues each browser its session: an unguessable id in an `HttpOnly`,
-  `SameSite=Lax` cookie.  A browser reads and writes only its own chat and replies (a reply's
-  id is signed with its session); a caller without the cookie gets a fresh session (there is no
-  shared default).
+  `SameSite=Lax` cookie.  A browser reads and writes only its own chat and replies; a caller
+  without the cookie gets a fresh session (there is no shared default).
 - Every request must name an allowed `Host` (127.0.0.1, localhost and [::1] by default, any
   port), else 400: a DNS-rebound name never reaches the app.
 - State changes are POSTs with `Content-Type: application/json` (else 415) whose `Origin` is the
@@ -31,9 +30,9 @@ Safe by default, since it is what people run first and copy from:
 from __future__ import annotations
 
 import contextlib
-import hmac
 import json
 import secrets
+import time
 from collections.abc import AsyncIterator, Iterable
 from http.cookies import SimpleCookie
 from importlib import resources
@@ -61,6 +60,9 @@ __all__ = ["DEFAULT_ALLOWED_HOSTS", "MAX_BODY", "SESSION_COOKIE", "create_app"]
 #: A reply nobody listens to any more is stopped after this many seconds (a reload or a
 #: dropped connection comes back well within it).
 ABANDONED_AFTER = 15.0
+#: A reply's longest run, and how long its events stay to resume from once published, in seconds.
+_RUN_TIMEOUT = 600.0
+_HISTORY_SECONDS = 600.0
 #: The cookie holding the browser's session id.
 SESSION_COOKIE = "ssekit_session"
 #: Host names the demo answers to on any port; `create_app(allowed_hosts=...)` adds more.
@@ -104,21 +106,27 @@ def _cookie_headers(session: str, new: bool) -> dict[str, str]:
     return {"set-cookie": morsel.OutputString()}
 
 
-def _signature(session: str, run_id: str) -> str:
-    return hmac.new(session.encode(), run_id.encode(), "sha256").hexdigest()[:32]
+class _Owners:
+    """Which session started each run, kept while the broker may still hold the run's events
+    (`keep` seconds from its start).  A run this process does not know has no events here to
+    show (after a restart the reconnecting page gets `reset`), so only known runs are guarded."""
 
+    def __init__(self, keep: float) -> None:
+        self.keep = keep
+        self._owners: dict[str, tuple[float, str]] = {}  # run id -> (started, session), in order
 
-def _reply_id(session: str, run_id: str) -> str:
-    """The id a browser knows a run by: the run's id signed with its session, so no other
-    session can follow or stop it, and the owner still can after a server restart."""
-    return f"{run_id}.{_signature(session, run_id)}"
+    def add(self, run_id: str, session: str) -> None:
+        now = time.monotonic()
+        while self._owners:  # the oldest first: stop at the first one still kept
+            oldest = next(iter(self._owners))
+            if now - self._owners[oldest][0] <= self.keep:
+                break
+            del self._owners[oldest]
+        self._owners[run_id] = (now, session)
 
-
-def _run_of(session: str, reply: str) -> str | None:
-    """The run id in `reply`, if `session` started that run; else None."""
-    run_id, _, signature = reply.rpartition(".")
-    signed = hmac.compare_digest(signature.encode(), _signature(session, run_id).encode())
-    return run_id if signed else None
+    def owner(self, run_id: str) -> str | None:
+        entry = self._owners.get(run_id)
+        return None if entry is None else entry[1]
 
 
 def _split_host(host: str) -> tuple[str, str | None]:
@@ -239,18 +247,21 @@ def create_app(
         raise ValueError(f"max_body must be at least 1 byte, not {max_body!r}.")
     hosts = frozenset(h.strip().lower() for h in (*DEFAULT_ALLOWED_HOSTS, *allowed_hosts))
     engine = engine if engine is not None else DemoEngine()
-    broker = MemoryBroker(history_size=5000, history_seconds=600)
-    runs = Runs(broker, abandon_after=ABANDONED_AFTER, max_per_session=1)
+    broker = MemoryBroker(history_size=5000, history_seconds=_HISTORY_SECONDS)
+    runs = Runs(broker, timeout=_RUN_TIMEOUT, abandon_after=ABANDONED_AFTER, max_per_session=1)
+    owners = _Owners(keep=_RUN_TIMEOUT + _HISTORY_SECONDS + 60)  # + time to end a stopped run
     registry = registry if registry is not None else StreamRegistry(retry=1000)
     page = resources.files("ssekit.demo").joinpath("page.html").read_text(encoding="utf-8")
 
     def memory_of(session: str) -> SQLiteMemory:
         return SQLiteMemory(database, parent=("ChatSession", session))
 
-    def own_run(request: Request) -> str | None:
-        """The run the request's path names, if the request's session started it."""
+    def may_use(request: Request, *, unknown: bool) -> bool:
+        """Whether the request's session started the run its path names (`unknown`: the
+        answer for a run this process does not know)."""
         session, new = _session_of(request)
-        return None if new else _run_of(session, request.path_params["reply"])
+        owner = owners.owner(request.path_params["reply"])
+        return not new and (unknown if owner is None else secrets.compare_digest(owner, session))
 
     async def index(request: Request) -> Response:
         session, new = _session_of(request)
@@ -277,24 +288,23 @@ def create_app(
         except RunLimitReached as exc:
             return _refuse(429, str(exc))  # and nothing stored
         memory.add_user_message(content)  # the run's task starts (and stores its reply) later
-        body = {"reply": _reply_id(session, run.id)}
+        owners.add(run.id, session)
+        body = {"reply": run.id}
         return JSONResponse(body, headers=_cookie_headers(session, new))
 
     async def follow(request: Request) -> Response:
-        run_id = own_run(request)
-        if run_id is None:
+        if not may_use(request, unknown=True):
             return _refuse(403, "Not a reply of this session.")
         try:
-            return SSEResponse(runs.follow(run_id, last_event_id(request)), heartbeat=10)
+            source = runs.follow(request.path_params["reply"], last_event_id(request))
         except RunNotFound:
             return _refuse(404, "No such reply.")
+        return SSEResponse(source, heartbeat=10)
 
     async def stop(request: Request) -> Response:
-        run_id = own_run(request)
-        with contextlib.suppress(RunNotFound):
-            if run_id is not None:
-                return JSONResponse({"stopped": runs.stop(run_id)})
-        return _refuse(404, "No such reply.")
+        if not may_use(request, unknown=False):
+            return _refuse(404, "No such reply.")
+        return JSONResponse({"stopped": runs.stop(request.path_params["reply"])})
 
     async def ask(request: Request) -> Response:
         # A GET that runs the engine: a browser may call it only from this page (or a typed URL),
