@@ -9,6 +9,7 @@ printed (`pytest -s`).
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -19,7 +20,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from support.asgi_servers import StreamReader
+from fake_anthropic import REPLY_DELTAS, FakeAnthropic
+from support.asgi_servers import StreamReader, uvicorn_server
 
 from ssekit.ai import DemoEngine
 from ssekit.demo import SESSION_COOKIE
@@ -42,16 +44,21 @@ def free_port() -> int:
 
 
 class DemoProcess:
-    """`python -m ssekit demo --port P --db D` started in `directory`."""
+    """`python -m ssekit demo --port P --db D` started in `directory` (`env` added to its
+    environment)."""
 
-    def __init__(self, directory: Path, *args: str) -> None:
+    def __init__(self, directory: Path, *args: str, env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.database = directory / "demo.sqlite3"
         self.url = f"http://127.0.0.1:{self.port}"
         command = [sys.executable, "-m", "ssekit", "demo", "--port", str(self.port)]
         command += ["--db", str(self.database), *args]
         self.process = subprocess.Popen(
-            command, cwd=directory, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+            command,
+            cwd=directory,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
         )
 
     def wait_listening(self) -> float:
@@ -95,8 +102,8 @@ def start_demo(tmp_path: Path) -> Iterator[Callable[..., DemoProcess]]:
     """Starts demo processes in `tmp_path`; kills any still running after the test."""
     started: list[DemoProcess] = []
 
-    def start(*args: str) -> DemoProcess:
-        demo = DemoProcess(tmp_path, *args)
+    def start(*args: str, env: dict[str, str] | None = None) -> DemoProcess:
+        demo = DemoProcess(tmp_path, *args, env=env)
         started.append(demo)
         return demo
 
@@ -182,3 +189,57 @@ def test_allowed_host_adds_a_name_the_demo_answers_to(
             assert client.get(f"{demo.url}/", headers={"Host": host}).status_code == status, host
     demo.interrupt()
     assert demo.process.returncode == 0, demo.output()
+
+
+def test_provider_anthropic_chats_through_anthropic_s_api(
+    start_demo: Callable[..., DemoProcess],
+) -> None:
+    """`--provider anthropic --base-url <fake Anthropic>`: a chat through the demo (page cookie,
+    `POST /api/chat`, the reply's stream) shows the fake's streamed text, which the chat then
+    stores; the fake was called with the key from `$ANTHROPIC_API_KEY`, the `--model`, and the
+    chat's message."""
+    fake = FakeAnthropic()
+    with uvicorn_server(fake.app) as fake_url:
+        demo = start_demo(
+            "--provider", "anthropic", "--base-url", f"{fake_url}/v1", "--model", "claude-test",
+            env={"ANTHROPIC_API_KEY": "sk-ant-test", "SSEKIT_BASE_URL": ""},
+        )  # fmt: skip
+        demo.wait_listening()
+        with httpx.Client(timeout=10) as client:
+            client.get(f"{demo.url}/")
+            headers = {"Origin": demo.url}
+            answer = client.post(f"{demo.url}/api/chat", json={"content": "Hi"}, headers=headers)
+            assert answer.status_code == 200, answer.text
+            with client.stream("GET", f"{demo.url}/api/replies/{answer.json()['reply']}") as reply:
+                events = StreamReader(reply).rest()
+            session = client.cookies[SESSION_COOKIE]
+        demo.interrupt()
+        call = fake.last_call()
+    assert [event.type for event in events] == ["message"] * (len(events) - 1) + ["done"]
+    text = "".join(json.loads(event.data)["content"] for event in events[:-1])
+    assert text == "".join(REPLY_DELTAS)
+    assert json.loads(events[-1].data) == {"outcome": "done"}
+    assert call.headers["x-api-key"] == "sk-ant-test"
+    assert call.body["model"] == "claude-test"
+    assert call.body["messages"] == [{"role": "user", "content": "Hi"}]
+    memory = SQLiteMemory(str(demo.database), parent=("ChatSession", session))
+    assert memory.get_messages()[-1] == {"role": "assistant", "content": text}
+    assert demo.process.returncode == 0, demo.output()
+
+
+@pytest.mark.parametrize(
+    ("args", "key", "reason"),
+    [
+        (["--provider", "anthropic"], "", "needs an API key in $ANTHROPIC_API_KEY"),
+        (["--provider", "openai"], "", "needs --base-url"),
+        (["--provider", "anthropic", "--base-url", "ftp://x"], "k", "must be an http(s) URL"),
+    ],
+)
+def test_a_provider_without_what_it_needs_is_refused_at_start(
+    start_demo: Callable[..., DemoProcess], args: list[str], key: str, reason: str
+) -> None:
+    """A provider missing its key or URL stops the demo at start (status 2) with the reason,
+    instead of failing every reply later."""
+    demo = start_demo(*args, env={"ANTHROPIC_API_KEY": key, "SSEKIT_BASE_URL": ""})
+    assert demo.process.wait(EXIT_DEADLINE) == 2
+    assert reason in demo.output()

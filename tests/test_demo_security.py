@@ -39,8 +39,8 @@ def same_origin(demo: Demo) -> dict[str, str]:
 
 
 def follow(client: httpx.Client, demo: Demo, reply: dict[str, str]) -> list[MessageEvent]:
-    """Every event of a started reply, from its `after` id to its `done` event."""
-    url = f"{demo.url}/api/replies/{reply['reply']}?lastEventId={reply['after']}"
+    """Every event of a started reply, from its start to its `done` event."""
+    url = f"{demo.url}/api/replies/{reply['reply']}"
     with client.stream("GET", url) as response:
         assert response.status_code == 200
         reader = StreamReader(response)
@@ -219,7 +219,7 @@ def test_a_failed_reply_shows_only_stream_error_text(
         # (A "session" in the body is ignored: the cookie is the session.)
         body = {"content": "hi", "session": "chosen-by-the-caller"}
         reply = client.post(f"{demo.url}/api/chat", json=body, headers=same_origin(demo)).json()
-        url = f"{demo.url}/api/replies/{reply['reply']}?lastEventId={reply['after']}"
+        url = f"{demo.url}/api/replies/{reply['reply']}"
         with client.stream("GET", url) as response:
             raw = b""
             for data in response.iter_bytes():
@@ -247,9 +247,42 @@ def test_another_session_cannot_follow_or_stop_a_reply(tmp_path: Path) -> None:
         reply = owner.post(
             f"{demo.url}/api/chat", json={"content": "hi"}, headers=same_origin(demo)
         ).json()
-        url = f"{demo.url}/api/replies/{reply['reply']}?lastEventId={reply['after']}"
+        url = f"{demo.url}/api/replies/{reply['reply']}"
         assert other.get(url).status_code == 403
         assert httpx.get(url, timeout=DEADLINE).status_code == 403  # no cookie at all
         stop = f"{demo.url}/api/replies/{reply['reply']}/stop"
         assert other.post(stop, json={}, headers=same_origin(demo)).status_code == 404
         assert owner.post(stop, json={}, headers=same_origin(demo)).json() == {"stopped": True}
+
+
+def test_one_running_reply_per_session(tmp_path: Path) -> None:
+    """While a session's reply runs, its next message gets 429 with a short reason and is not
+    stored (the engine is not asked); another session is not held up, and once the reply is
+    stopped (its `done` event seen) the session may send again."""
+    engine = CountingEngine(delay=0.5)  # a reply of ~18 s, stopped early
+    with (
+        running_demo(tmp_path / "demo.sqlite3", engine) as demo,
+        httpx.Client(timeout=DEADLINE) as owner,
+        httpx.Client(timeout=DEADLINE) as other,
+    ):
+        owner.get(f"{demo.url}/")
+        chat = f"{demo.url}/api/chat"
+        reply = owner.post(chat, json={"content": "first"}, headers=same_origin(demo)).json()
+        refused = owner.post(chat, json={"content": "too soon"}, headers=same_origin(demo))
+        assert refused.status_code == 429
+        assert "running" in refused.json()["error"]
+        assert [content for _, _, content in demo.stored()] == ["first"]
+        assert engine.calls == 1
+
+        other.get(f"{demo.url}/")
+        theirs = other.post(chat, json={"content": "mine"}, headers=same_origin(demo))
+        assert theirs.status_code == 200
+        stop = f"{demo.url}/api/replies/{reply['reply']}/stop"
+        assert owner.post(stop, json={}, headers=same_origin(demo)).json() == {"stopped": True}
+        assert follow(owner, demo, reply)[-1].data == '{"outcome":"stopped"}'
+        again = owner.post(chat, json={"content": "now"}, headers=same_origin(demo))
+        assert again.status_code == 200
+        follow(owner, demo, again.json())
+        owner_session = owner.cookies[SESSION_COOKIE]
+        mine = [(role, c) for s, role, c in demo.stored() if s == owner_session]
+        assert [c for role, c in mine if role == "user"] == ["first", "now"]

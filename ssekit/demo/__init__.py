@@ -1,12 +1,13 @@
 """The `ssekit demo` chat app: a page that streams replies token by token over EventSource.
 
 Built from ssekit's own parts: `SQLiteMemory` keeps each chat (it survives reloads and server
-restarts), a `MemoryBroker` topic per reply lets a dropped connection resume with
-`Last-Event-ID`, and `SSEResponse` serves it under Starlette.  Replies come from the offline
-`DemoEngine`, or from an OpenAI-compatible endpoint when a base URL is given.
+restarts), each reply is a run (`ssekit.runs`) that goes on when the tab closes and that a
+dropped connection resumes with `Last-Event-ID`, and `SSEResponse` serves it under Starlette.
+Replies come from the offline `DemoEngine`, or from the engine `create_app` is given (an
+OpenAI-compatible or Anthropic API, from `ssekit demo --provider`).
 
 Routes: `GET /` the page; `GET /api/history`; `POST /api/chat` `{"content"}` starts a reply and
-returns its id and the event id to follow it `after`; `GET /api/replies/{id}` streams it
+returns its id (429 while the session's previous reply runs); `GET /api/replies/{id}` streams it
 (`message` events with `{"content"}` chunks, then `done`); `POST /api/replies/{id}/stop` stops it
 (the partial reply is kept); `GET /api/ask?q=...` streams a one-off reply directly (for
 `curl -N`).
@@ -28,11 +29,8 @@ Safe by default, since it is what people run first and copy from:
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import hashlib
 import json
-import logging
 import secrets
 import time
 from collections.abc import AsyncIterator, Iterable
@@ -49,19 +47,22 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ssekit._errors import StreamError
 from ssekit._event import Event
 from ssekit._registry import StreamRegistry
-from ssekit.adapters.starlette import SSEResponse, broker_route
+from ssekit.adapters.starlette import SSEResponse, last_event_id
 from ssekit.ai import DemoEngine, Engine
 from ssekit.broker import MemoryBroker
 from ssekit.memory import SQLiteMemory
+from ssekit.runs import _GENERIC_ERROR, RunLimitReached, RunNotFound, Runs
 
 __all__ = ["DEFAULT_ALLOWED_HOSTS", "MAX_BODY", "SESSION_COOKIE", "create_app"]
 
 #: A reply nobody listens to any more is stopped after this many seconds (a reload or a
 #: dropped connection comes back well within it).
 ABANDONED_AFTER = 15.0
+#: A reply's longest run, and how long its events stay to resume from once published, in seconds.
+_RUN_TIMEOUT = 600.0
+_HISTORY_SECONDS = 600.0
 #: The cookie holding the browser's session id.
 SESSION_COOKIE = "ssekit_session"
 #: Host names the demo answers to on any port; `create_app(allowed_hosts=...)` adds more.
@@ -71,14 +72,12 @@ MAX_BODY = 32 * 1024
 #: The longest message or question, in characters.
 MAX_CONTENT = 8000
 #: What the client sees when a reply fails for a reason that is not a `StreamError`.
-REPLY_FAILED = "The reply failed on the server."
+REPLY_FAILED = _GENERIC_ERROR
 
 _SESSION_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
 _SESSION_MAX_AGE = 365 * 24 * 3600
 #: What a browser's `Sec-Fetch-Site` says for a request from the page itself or typed by the user.
 _OWN_FETCH_SITES = frozenset({"same-origin", "none"})
-
-logger = logging.getLogger("ssekit")
 
 
 def _valid_session(value: str | None) -> bool:
@@ -107,13 +106,27 @@ def _cookie_headers(session: str, new: bool) -> dict[str, str]:
     return {"set-cookie": morsel.OutputString()}
 
 
-def _owner_tag(session: str) -> str:
-    """A short, one-way tag of a session: a reply's topic starts with its owner's tag."""
-    return hashlib.sha256(session.encode()).hexdigest()[:16]
+class _Owners:
+    """Which session started each run, kept while the broker may still hold the run's events
+    (`keep` seconds from its start).  A run this process does not know has no events here to
+    show (after a restart the reconnecting page gets `reset`), so only known runs are guarded."""
 
+    def __init__(self, keep: float) -> None:
+        self.keep = keep
+        self._owners: dict[str, tuple[float, str]] = {}  # run id -> (started, session), in order
 
-def _owns(session: str, reply: str) -> bool:
-    return reply.startswith(_owner_tag(session) + ".")
+    def add(self, run_id: str, session: str) -> None:
+        now = time.monotonic()
+        while self._owners:  # the oldest first: stop at the first one still kept
+            oldest = next(iter(self._owners))
+            if now - self._owners[oldest][0] <= self.keep:
+                break
+            del self._owners[oldest]
+        self._owners[run_id] = (now, session)
+
+    def owner(self, run_id: str) -> str | None:
+        entry = self._owners.get(run_id)
+        return None if entry is None else entry[1]
 
 
 def _split_host(host: str) -> tuple[str, str | None]:
@@ -215,64 +228,6 @@ def _content(value: object, name: str) -> str:
     return value.strip()
 
 
-class _Replies:
-    """Running replies: each is a task that streams the engine into a broker topic."""
-
-    def __init__(self, engine: Engine, broker: MemoryBroker, database: str) -> None:
-        self.engine = engine
-        self.broker = broker
-        self.database = database
-        self.tasks: dict[str, asyncio.Task[None]] = {}
-
-    def memory(self, session: str) -> SQLiteMemory:
-        return SQLiteMemory(self.database, parent=("ChatSession", session))
-
-    def start(self, session: str, content: str) -> tuple[str, str]:
-        """Start a reply; return its id and the event id to follow it from (nothing is missed)."""
-        memory = self.memory(session)
-        memory.add_user_message(content)
-        reply_id = f"{_owner_tag(session)}.{secrets.token_urlsafe(12)}"
-        after = self.broker.publish(reply_id, {"reply": reply_id}, event="start")
-        task = asyncio.get_running_loop().create_task(self._run(reply_id, memory))
-        self.tasks[reply_id] = task
-        task.add_done_callback(lambda _: self.tasks.pop(reply_id, None))
-        return reply_id, after
-
-    async def _run(self, reply_id: str, memory: SQLiteMemory) -> None:
-        topic = reply_id
-        outcome = "done"
-        try:
-            source = memory.record(self.engine.stream(memory.get_messages()))
-            listened = time.monotonic()
-            async for chunk in source:
-                await self.broker.apublish(topic, chunk)
-                if self.broker.subscribers(topic):
-                    listened = time.monotonic()
-                elif time.monotonic() - listened > ABANDONED_AFTER:
-                    outcome = "abandoned"
-                    break
-            if outcome == "abandoned":
-                await source.aclose()  # stores the partial reply
-        except asyncio.CancelledError:
-            outcome = "stopped"
-        except Exception as exc:
-            outcome = "failed"
-            if isinstance(exc, StreamError):
-                message = exc.message
-            else:
-                logger.exception("ssekit demo: the reply %s failed", reply_id)
-                message = REPLY_FAILED
-            await self.broker.apublish(topic, {"message": message}, event="error")
-        await self.broker.apublish(topic, {"outcome": outcome}, event="done")
-
-    def stop(self, reply_id: str) -> bool:
-        task = self.tasks.get(reply_id)
-        if task is None:
-            return False
-        task.cancel()
-        return True
-
-
 def create_app(
     *,
     database: str = "ssekit-demo.sqlite3",
@@ -292,10 +247,21 @@ def create_app(
         raise ValueError(f"max_body must be at least 1 byte, not {max_body!r}.")
     hosts = frozenset(h.strip().lower() for h in (*DEFAULT_ALLOWED_HOSTS, *allowed_hosts))
     engine = engine if engine is not None else DemoEngine()
-    broker = MemoryBroker(history_size=5000, history_seconds=600)
-    replies = _Replies(engine, broker, database)
+    broker = MemoryBroker(history_size=5000, history_seconds=_HISTORY_SECONDS)
+    runs = Runs(broker, timeout=_RUN_TIMEOUT, abandon_after=ABANDONED_AFTER, max_per_session=1)
+    owners = _Owners(keep=_RUN_TIMEOUT + _HISTORY_SECONDS + 60)  # + time to end a stopped run
     registry = registry if registry is not None else StreamRegistry(retry=1000)
     page = resources.files("ssekit.demo").joinpath("page.html").read_text(encoding="utf-8")
+
+    def memory_of(session: str) -> SQLiteMemory:
+        return SQLiteMemory(database, parent=("ChatSession", session))
+
+    def may_use(request: Request, *, unknown: bool) -> bool:
+        """Whether the request's session started the run its path names (`unknown`: the
+        answer for a run this process does not know)."""
+        session, new = _session_of(request)
+        owner = owners.owner(request.path_params["reply"])
+        return not new and (unknown if owner is None else secrets.compare_digest(owner, session))
 
     async def index(request: Request) -> Response:
         session, new = _session_of(request)
@@ -303,7 +269,7 @@ def create_app(
 
     async def history(request: Request) -> Response:
         session, new = _session_of(request)
-        messages = [] if new else replies.memory(session).get_messages()
+        messages = [] if new else memory_of(session).get_messages()
         return JSONResponse({"messages": messages}, headers=_cookie_headers(session, new))
 
     async def chat(request: Request) -> Response:
@@ -315,20 +281,30 @@ def create_app(
             content = _content(payload.get("content"), "content")
         except ValueError as exc:
             return _refuse(400, str(exc))
-        reply, after = replies.start(session, content)
-        body = {"reply": reply, "after": after}
+        memory = memory_of(session)
+        messages = [*memory.get_messages(), {"role": "user", "content": content}]
+        try:
+            run = runs.start(engine, messages, memory=memory)
+        except RunLimitReached as exc:
+            return _refuse(429, str(exc))  # and nothing stored
+        memory.add_user_message(content)  # the run's task starts (and stores its reply) later
+        owners.add(run.id, session)
+        body = {"reply": run.id}
         return JSONResponse(body, headers=_cookie_headers(session, new))
 
-    async def stop(request: Request) -> Response:
-        session, _ = _session_of(request)
-        reply = request.path_params["reply"]
-        if not _owns(session, reply):
+    async def follow(request: Request) -> Response:
+        if not may_use(request, unknown=True):
+            return _refuse(403, "Not a reply of this session.")
+        try:
+            source = runs.follow(request.path_params["reply"], last_event_id(request))
+        except RunNotFound:
             return _refuse(404, "No such reply.")
-        return JSONResponse({"stopped": replies.stop(reply)})
+        return SSEResponse(source, heartbeat=10)
 
-    def may_follow(request: Request, topics: list[str]) -> bool:
-        session, new = _session_of(request)
-        return not new and all(_owns(session, topic) for topic in topics)
+    async def stop(request: Request) -> Response:
+        if not may_use(request, unknown=False):
+            return _refuse(404, "No such reply.")
+        return JSONResponse({"stopped": runs.stop(request.path_params["reply"])})
 
     async def ask(request: Request) -> Response:
         # A GET that runs the engine: a browser may call it only from this page (or a typed URL),
@@ -345,7 +321,7 @@ def create_app(
         except ValueError as exc:
             return _refuse(400, str(exc))
         session, new = _session_of(request)
-        memory = replies.memory(session)
+        memory = memory_of(session)
         memory.add_user_message(question)
         source = memory.record(engine.stream(memory.get_messages()))
         return SSEResponse(
@@ -359,15 +335,14 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         async with registry.lifespan(app) as state:
             yield state
-            for task in list(replies.tasks.values()):
-                task.cancel()
+        await runs.aclose()  # after the streams closed: a follower sees `reset` on its return
 
     return Starlette(
         routes=[
             Route("/", index),
             Route("/api/history", history),
             Route("/api/chat", chat, methods=["POST"]),
-            broker_route("/api/replies/{topic}", broker, authorize=may_follow, heartbeat=10),
+            Route("/api/replies/{reply}", follow),
             Route("/api/replies/{reply}/stop", stop, methods=["POST"]),
             Route("/api/ask", ask),
         ],
