@@ -21,8 +21,14 @@ from ssekit._ai_chunks import (
     tool_call_chunk,
     usage_chunk,
 )
-from ssekit._ai_errors import MODEL_SERVICE, reported_error, status_error, unreachable_error
-from ssekit._errors import StreamError
+from ssekit._ai_errors import (
+    MODEL_SERVICE,
+    oversized_error,
+    reported_error,
+    status_error,
+    unreachable_error,
+)
+from ssekit._errors import ParseLimitExceeded, StreamError
 from ssekit._parse import EventParser
 
 __all__ = ["ANTHROPIC_VERSION", "AnthropicEngine"]
@@ -122,6 +128,8 @@ class AnthropicEngine:
                             return
         except httpx.HTTPError as exc:
             raise unreachable_error(MODEL_SERVICE, exc, expose=expose) from exc
+        except ParseLimitExceeded as exc:
+            raise oversized_error(MODEL_SERVICE, exc) from exc
         finally:
             if owns_client:
                 await client.aclose()

@@ -16,6 +16,7 @@ from ssekit._errors import StreamError
 __all__ = [
     "MODEL_SERVICE",
     "UPSTREAM_STREAM",
+    "oversized_error",
     "redact_secrets",
     "reported_error",
     "status_error",
@@ -112,3 +113,9 @@ def reported_error(service: str, payload_text: str, shown: object, *, expose: bo
     return StreamError(
         f"The {service} reported an error: {redact_secrets(_excerpt(str(shown), 300))}"
     )
+
+
+def oversized_error(service: str, exc: ValueError) -> StreamError:
+    """The `StreamError` for an upstream whose line or event went over the parser's limit."""
+    logger.warning("ssekit: the %s sent more than the parser accepts: %s", service, exc)
+    return StreamError(f"The {service} sent an event larger than this server accepts.")

@@ -37,13 +37,14 @@ from ssekit._ai_chunks import (
 from ssekit._ai_errors import (
     MODEL_SERVICE,
     UPSTREAM_STREAM,
+    oversized_error,
     redact_secrets,
     reported_error,
     status_error,
     unreachable_error,
 )
 from ssekit._ai_formats import UI_MESSAGE_STREAM_HEADERS, openai_chunk_stream, ui_message_stream
-from ssekit._errors import StreamError
+from ssekit._errors import ParseLimitExceeded, StreamError
 from ssekit._event import Event
 from ssekit._parse import EventParser, MessageEvent
 
@@ -143,6 +144,8 @@ class OpenAICompatibleEngine:
                             yield chunk
         except httpx.HTTPError as exc:
             raise unreachable_error(MODEL_SERVICE, exc, expose=expose) from exc
+        except ParseLimitExceeded as exc:
+            raise oversized_error(MODEL_SERVICE, exc) from exc
         finally:
             if owns_client:
                 await client.aclose()
@@ -253,6 +256,8 @@ async def relay(
                     yield Event(id=last_id)
     except httpx.HTTPError as exc:
         raise unreachable_error(UPSTREAM_STREAM, exc, expose=expose_upstream_errors) from exc
+    except ParseLimitExceeded as exc:
+        raise oversized_error(UPSTREAM_STREAM, exc) from exc
     finally:
         if owns_client:
             await client.aclose()

@@ -129,7 +129,13 @@ class FakeOpenAI:
             return _EventStream(call, _error_mid(message), hold_open=False)
         if model == "endless":
             return _EventStream(call, _endless(), hold_open=False)
+        if model == "oversized":
+            return _EventStream(call, _oversized(), hold_open=False)
         return _EventStream(call, _script(), hold_open=True)
+
+
+#: How many MiB the endless line of the `oversized` model sends before giving up.
+OVERSIZED_MIB = 12
 
 
 def _chunk(delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
@@ -165,6 +171,14 @@ async def _endless() -> AsyncIterator[bytes]:
         yield _chunk({"content": f"<{n}>"})
         n += 1
         await asyncio.sleep(ENDLESS_INTERVAL)
+
+
+async def _oversized() -> AsyncIterator[bytes]:
+    """One delta, then a line that never ends: a broken or hostile upstream."""
+    yield _chunk({"content": "Hel"})
+    yield b"data: "
+    for _ in range(OVERSIZED_MIB * 16):
+        yield b"x" * (64 * 1024)
 
 
 class _EventStream(Response):

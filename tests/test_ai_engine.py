@@ -179,6 +179,21 @@ def test_an_error_payload_mid_stream_becomes_an_error_event(
     ]
 
 
+def test_an_oversized_upstream_line_is_a_stable_stream_error(fake: FakeOpenAI) -> None:
+    """An upstream line past the parser's limit (8 MiB) ends the reply with a `StreamError` of
+    our own words, after the text that came before it: not a parser error and no upstream text."""
+    seen: list[Any] = []
+
+    async def run() -> None:
+        async for chunk in engine_for(fake).stream(MESSAGES, model="oversized"):
+            seen.append(chunk)  # noqa: PERF401 (the chunk before the long line is the point)
+
+    with pytest.raises(StreamError) as raised:
+        asyncio.run(asyncio.wait_for(run(), DEADLINE))
+    assert str(raised.value) == "The model service sent an event larger than this server accepts."
+    assert [chunk["content"] for chunk in seen] == ["Hel"]
+
+
 def test_an_unreachable_service_is_a_stream_error() -> None:
     """Nothing listening at the base URL: a `StreamError` saying the service could not be
     reached (the client would see that message), not an httpx exception."""
