@@ -36,7 +36,7 @@ from typing import Any, Literal
 from ssekit._ai_formats import UIParts
 from ssekit._errors import StreamError
 from ssekit._frame import Encoded
-from ssekit.broker import MemoryBroker
+from ssekit.broker import Broker, MemoryBroker
 
 __all__ = ["END_EVENT", "Run", "RunLimitReached", "RunNotFound", "Runs", "RunsFormat"]
 
@@ -138,7 +138,7 @@ class Runs:
 
     def __init__(
         self,
-        broker: Any,
+        broker: Broker | None = None,
         *,
         timeout: float | None = 600.0,
         max_runs: int = 100,
@@ -157,7 +157,8 @@ class Runs:
             raise ValueError(f"abandon_after must be > 0 seconds or None, not {abandon_after!r}.")
         if format not in ("chunks", "ui"):
             raise ValueError(f"format must be 'chunks' or 'ui', not {format!r}.")
-        self.broker = broker
+        #: Where runs publish: this process's `MemoryBroker` unless given (`RedisBroker`: workers).
+        self.broker: Broker = MemoryBroker() if broker is None else broker
         self.timeout = timeout
         self.max_runs = max_runs
         self.max_per_session = max_per_session
