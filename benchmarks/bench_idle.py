@@ -465,7 +465,7 @@ async def main_async(args: argparse.Namespace) -> None:
     if "sse_starlette" in apps and importlib.util.find_spec("sse_starlette") is None:
         print("sse-starlette is not installed: its rows are skipped")
         apps.remove("sse_starlette")
-    raise_fd_limit(2 * max(counts) + 100)
+    raise_fd_limit(max(counts) + 200)  # each process holds one end of every stream
     print(
         f"ssekit {ssekit.__version__ if hasattr(ssekit, '__version__') else '?'}, "
         f"Python {platform.python_version()}, {os.cpu_count()} cores, "
