@@ -15,7 +15,8 @@ Django-only routes:
     /guarded/<topic>      `broker_view` with an async `authorize` hook: only `X-User: ann` may in
     /guarded-stream       `@sse` with the same async hook
     /events/<topic>       `broker_view` of `BROKER` (no hook)
-    /page                 an HTML page whose `EventSource` follows `?src=` (for Chromium)
+    /page                 a page whose `EventSource` reads `?src=` until `?n=` events (Chromium)
+    /resume-once          an event with a non-ASCII id and `retry: 100`; after it, the id read
 """
 
 from __future__ import annotations
@@ -32,13 +33,15 @@ from django.urls import path
 from django.views.decorators.http import require_safe
 
 import apps
-from ssekit import StreamRegistry
+from ssekit import Event, StreamRegistry
 from ssekit.adapters.django import broker_view, last_event_id, sse, sse_response
 from ssekit.broker import MemoryBroker
 
 #: The registry's farewell and reconnection hint, checked by the tests.
 FAREWELL = "bye"
 FAREWELL_RETRY = 500
+#: The id of /resume-once's first event.
+UNICODE_ID = "é…😀"
 #: The broker of /events/<topic>.
 BROKER = MemoryBroker()
 #: The event log the views report to (set by `configure()`).
@@ -179,12 +182,15 @@ def guarded_stream(request: HttpRequest) -> Iterator[Any]:
 
 PAGE = """<!doctype html><meta charset="utf-8"><script>
 window.seen = [];
-const source = new EventSource(new URLSearchParams(location.search).get("src"));
-source.onmessage = (message) => window.seen.push([message.data, message.lastEventId]);
-source.addEventListener("update", (message) => window.seen.push(["update:" + message.data,
-  message.lastEventId]));
-source.addEventListener("other", (message) => window.seen.push(["other:" + message.data,
-  message.lastEventId]));
+const query = new URLSearchParams(location.search);
+const source = new EventSource(query.get("src"));
+const take = (label) => (message) => {
+  window.seen.push([label + message.data, message.lastEventId]);
+  if (window.seen.length >= Number(query.get("n"))) source.close();
+};
+source.onmessage = take("");
+source.addEventListener("update", take("update:"));
+source.addEventListener("other", take("other:"));
 </script>"""
 
 
@@ -197,9 +203,7 @@ def resume_once(request: HttpRequest) -> list[Any]:
     """First visit: one event with an id, then the end (the browser reconnects); then the id."""
     seen = last_event_id(request)
     if seen is None:
-        from ssekit import Event
-
-        return [Event("first", id="é…😀")]
+        return [Event("first", id=UNICODE_ID)]
     return [{"read": seen}]
 
 
