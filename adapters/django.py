@@ -28,6 +28,9 @@ import asyncio
 import contextlib
 import functools
 import inspect
+import logging
+import threading
+import warnings
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, cast, overload
 
@@ -35,6 +38,7 @@ from django.conf import settings
 from django.core.handlers.asgi import ASGIHandler, ASGIRequest
 from django.core.handlers.wsgi import WSGIHandler
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
+from django.middleware.gzip import GZipMiddleware as DjangoGZipMiddleware
 
 from ssekit._registry import StreamRegistry
 from ssekit._stream import Source, SSEStream
@@ -60,6 +64,7 @@ if TYPE_CHECKING:
     from ssekit.adapters._core import StreamOptionsDict, Unpack
 
 __all__ = [
+    "GZipMiddleware",
     "broker_view",
     "get_asgi_application",
     "get_wsgi_application",
@@ -68,6 +73,8 @@ __all__ = [
     "sse",
     "sse_response",
 ]
+
+logger = logging.getLogger("ssekit")
 
 #: The setting that may hold the project's `StreamRegistry` (e.g. one with a farewell).
 REGISTRY_SETTING = "SSEKIT_REGISTRY"
@@ -112,7 +119,54 @@ class _AsyncOnly:
         return self.stream.__aiter__()
 
 
-class _ASGIStreamResponse(StreamingHttpResponse):
+_SET_STREAMING_CONTENT = vars(StreamingHttpResponse)["streaming_content"].fset
+
+
+class _SSEStreamingResponse(StreamingHttpResponse):
+    """A stream response that warns (once per process) when a middleware replaces its body."""
+
+    @property
+    def streaming_content(self) -> Any:
+        return super().streaming_content
+
+    @streaming_content.setter
+    def streaming_content(self, value: Any) -> None:
+        if hasattr(self, "_iterator"):
+            _warn_replaced()
+        _SET_STREAMING_CONTENT(self, value)
+
+
+_warned_replaced = threading.Event()
+
+
+def _warn_replaced() -> None:
+    if _warned_replaced.is_set():
+        return
+    _warned_replaced.set()
+    message = (
+        "ssekit: a middleware replaced an event stream's body (Django's GZipMiddleware does): "
+        "it may hold events back or make them unreadable. Use "
+        "ssekit.adapters.django.GZipMiddleware instead, or leave the middleware out."
+    )
+    logger.warning(message)
+    warnings.warn(message, RuntimeWarning, stacklevel=3)
+
+
+class GZipMiddleware(DjangoGZipMiddleware):
+    """Django's `GZipMiddleware`, leaving event streams alone.
+
+    Django's compresses every streamed response: under WSGI it holds the events back (no flush
+    per chunk), under ASGI it makes each chunk a gzip member of its own, which browsers stop
+    reading after the first.  Put this one in `MIDDLEWARE` in its place.
+    """
+
+    def process_response(self, request: HttpRequest, response: HttpResponseBase) -> Any:
+        if response.get("Content-Type", "").startswith("text/event-stream"):
+            return response
+        return super().process_response(request, response)
+
+
+class _ASGIStreamResponse(_SSEStreamingResponse):
     """A stream response for Django's ASGI handler: yields to the loop while busy, gives up on
     a stuck send, and closes the stream (so its source) however the iteration ends."""
 
@@ -190,7 +244,7 @@ def sse_response(
     else:
         warn_if_blocking_worker(request.META)
         body = StreamBody(stream, registry(), client_socket(request.META))
-        response = StreamingHttpResponse(body, status=status)
+        response = _SSEStreamingResponse(body, status=status)
     for name, value in SSE_HEADERS:
         response[name] = value
     for name, value in (headers or {}).items():

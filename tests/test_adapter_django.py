@@ -17,19 +17,19 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlencode
 
 import httpx
 import pytest
-from apps import EVENTS_ENV, HEARTBEAT, SAMPLE_EVENTS, SECRET, TICK
+from apps import EVENTS_ENV, HEARTBEAT, SAMPLE_EVENTS, SECRET, TICK, django_app, django_project
 from apps.django_project import FAREWELL, FAREWELL_RETRY, UNICODE_ID
 from playwright.sync_api import Browser
 from support.chromium import BROWSER_MARKS, launch_chromium
 from support.contract import Pair, pair_params, served_pair
 from support.sse_reader import SSEReader
-from support.waiting import free_port
+from support.waiting import free_port, wait_until
 from support.wsgi_servers import (
     TESTS_DIR,
     EventLog,
@@ -37,9 +37,11 @@ from support.wsgi_servers import (
     client,
     gunicorn_server,
     new_tag,
+    werkzeug_server,
 )
 
 from ssekit import MessageEvent
+from ssekit.adapters import django as django_adapter
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -128,6 +130,50 @@ def test_broker_view_refuses_other_methods(pair: Pair) -> None:
     assert head.content == b""
 
 
+# -- compression middleware -------------------------------------------------------------------
+
+
+def test_ssekit_gzip_middleware_leaves_streams_alone(pair: Pair) -> None:
+    """Behind `ssekit.adapters.django.GZipMiddleware`, a client accepting gzip gets the stream
+    uncompressed and its events as they come."""
+    tag = new_tag()
+    url = pair.url("/gzip-exempt", kind="async", tag=tag)
+    with (
+        client() as http,
+        http.stream("GET", url, headers={"Accept-Encoding": "gzip"}) as response,
+    ):
+        assert_sse_headers(response)
+        assert "content-encoding" not in response.headers
+        assert [e.data for e in SSEReader(response).events(1)] == ["ready"]
+    pair.events.wait_for("closed", tag, CLOSE_BOUND)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_a_middleware_replacing_the_body_is_reported(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Django's `GZipMiddleware` (here through `gzip_page`) replaces the stream's body: ssekit
+    logs a warning naming the remedy (once per process)."""
+    django_adapter._warned_replaced.clear()
+    events = EventLog(tmp_path / "events.log")
+    tag = new_tag()
+    previous_log = list(django_project._log)  # the module's pairs may still serve with theirs
+    try:
+        with werkzeug_server(django_app.create_app(str(events.path))) as url, client() as http:
+            gzip = {"Accept-Encoding": "gzip"}
+            path = f"/gzipped?kind=async&tag={tag}"
+            with http.stream("GET", url + path, headers=gzip) as response:
+                assert response.headers["content-encoding"] == "gzip"
+            # The stream ends (its source may not have started: nothing was sent but gzip's
+            # header, which the middleware writes before it reads the stream).
+            wait_until(lambda: len(django_adapter.registry()) == 0, "the stream is still open")
+    finally:
+        django_project._log[:] = previous_log
+    replaced = [r for r in caplog.records if "replaced an event stream's body" in r.message]
+    assert len(replaced) == 1
+    assert "ssekit.adapters.django.GZipMiddleware" in replaced[0].message
+
+
 # -- departures -------------------------------------------------------------------------------
 
 
@@ -160,6 +206,13 @@ def test_departure_closes_the_source(pair: Pair, path: str, kind: str) -> None:
 # -- Chromium ---------------------------------------------------------------------------------
 
 
+def browser_test(test: Callable[..., None]) -> Callable[..., None]:
+    """Mark `test` as a browser test (skipped without Chromium, outside CI)."""
+    for mark in BROWSER_MARKS:
+        test = mark(test)
+    return test
+
+
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     yield from launch_chromium()
@@ -177,12 +230,10 @@ def seen_in_chromium(browser: Browser, pair: Pair, src: str, n: int) -> list[lis
     return seen
 
 
-@pytest.mark.browser
+@browser_test
 @pytest.mark.parametrize("kind", ["sync", "async"])
 def test_chromium_dispatches_the_events_exactly(browser: Browser, pair: Pair, kind: str) -> None:
     """Chromium's `EventSource` dispatches exactly the sample events, sync and async sources."""
-    if BROWSER_MARKS[1].args[0]:
-        pytest.skip("Chromium is not installed")
     seen = seen_in_chromium(browser, pair, f"/sample?kind={kind}", len(SAMPLE_EVENTS))
     expected = [
         [("" if e.type == "message" else f"{e.type}:") + e.data, e.last_event_id]
@@ -191,12 +242,10 @@ def test_chromium_dispatches_the_events_exactly(browser: Browser, pair: Pair, ki
     assert seen == expected
 
 
-@pytest.mark.browser
+@browser_test
 def test_chromium_resumes_with_the_last_event_id(browser: Browser, pair: Pair) -> None:
     """The stream ends after an event with a non-ASCII id and `retry: 100`; Chromium reconnects
     by itself, sending the id, which `last_event_id(request)` reads back exactly."""
-    if BROWSER_MARKS[1].args[0]:
-        pytest.skip("Chromium is not installed")
     seen = seen_in_chromium(browser, pair, "/resume-once", 2)
     assert seen[0] == ["first", UNICODE_ID]
     assert json.loads(seen[1][0]) == {"read": UNICODE_ID}

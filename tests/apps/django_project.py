@@ -16,6 +16,8 @@ Django-only routes:
     /guarded-stream       `@sse` with the same async hook
     /events/<topic>       `broker_view` of `BROKER` (no hook)
     /page                 a page whose `EventSource` reads `?src=` until `?n=` events (Chromium)
+    /gzipped              /hold behind Django's `GZipMiddleware` (`gzip_page`)
+    /gzip-exempt          /hold behind ssekit's `GZipMiddleware`, which leaves it alone
     /resume-once          an event with a non-ASCII id and `retry: 100`; after it, the id read
 """
 
@@ -30,11 +32,19 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import redirect
 from django.urls import path
+from django.utils.decorators import decorator_from_middleware
+from django.views.decorators.gzip import gzip_page
 from django.views.decorators.http import require_safe
 
 import apps
 from ssekit import Event, StreamRegistry
-from ssekit.adapters.django import broker_view, last_event_id, sse, sse_response
+from ssekit.adapters.django import (
+    GZipMiddleware,
+    broker_view,
+    last_event_id,
+    sse,
+    sse_response,
+)
 from ssekit.broker import MemoryBroker
 
 #: The registry's farewell and reconnection hint, checked by the tests.
@@ -231,5 +241,7 @@ urlpatterns = [
     path("guarded-stream", guarded_stream),
     path("events/<path:topic>", broker_view(BROKER, heartbeat=apps.HEARTBEAT)),
     path("page", page),
+    path("gzipped", gzip_page(hold_view)),
+    path("gzip-exempt", decorator_from_middleware(GZipMiddleware)(hold_view)),
     path("resume-once", resume_once),
 ]
