@@ -10,6 +10,7 @@ The project is `apps.django_project`: under werkzeug and gunicorn's gthread and 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import signal
@@ -298,28 +299,25 @@ def test_gunicorn_sigterm_says_farewell(tmp_path: Path) -> None:
 
 
 @contextlib.contextmanager
-def uvicorn_process(
-    events: EventLog, workdir: Path
+def server_process(
+    command: list[str], events: EventLog, workdir: Path
 ) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    """`uvicorn apps.django_asgi_app:create_app --factory` in a subprocess; its base URL."""
+    """An ASGI server (`command`, given `{port}`) in a subprocess from `tests/`; its base URL."""
     port = free_port()
-    stderr = (workdir / "uvicorn.stderr").open("wb")
-    command = [
-        *(sys.executable, "-m", "uvicorn", "apps.django_asgi_app:create_app", "--factory"),
-        *("--host", "127.0.0.1", "--port", str(port), "--lifespan", "on"),
-        *("--log-level", "warning", "--timeout-graceful-shutdown", "5"),
-    ]
+    stderr_path = workdir / "server.stderr"
+    stderr = stderr_path.open("wb")
     env = {**os.environ, EVENTS_ENV: str(events.path)}
+    command = [part.format(port=port) for part in command]
     process = subprocess.Popen(command, cwd=TESTS_DIR, env=env, stderr=stderr)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
         while True:
-            assert process.poll() is None, (workdir / "uvicorn.stderr").read_text()
+            assert process.poll() is None, stderr_path.read_text()
             with contextlib.suppress(httpx.TransportError):
                 if httpx.get(f"{url}/health", timeout=2).status_code == 200:
                     break
-            assert time.monotonic() < deadline, "uvicorn did not start"
+            assert time.monotonic() < deadline, f"{command[2]} did not start"
             time.sleep(0.05)
         yield process, url
     finally:
@@ -329,12 +327,23 @@ def uvicorn_process(
         stderr.close()
 
 
+UVICORN = [
+    *(sys.executable, "-m", "uvicorn", "apps.django_asgi_app:create_app", "--factory"),
+    *("--host", "127.0.0.1", "--port", "{port}", "--lifespan", "on"),
+    *("--log-level", "warning", "--timeout-graceful-shutdown", "5"),
+]
+DAPHNE = [
+    *(sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", "{port}", "-v", "0"),
+    "apps.django_daphne:application",
+]
+
+
 def test_uvicorn_sigterm_says_farewell(tmp_path: Path) -> None:
     """uvicorn gets SIGTERM: the handler chained at lifespan startup (`get_asgi_application()`)
     ends the open streams with the farewell first, and uvicorn exits without waiting them out."""
     events = EventLog(tmp_path / "events.log")
     with (
-        uvicorn_process(events, tmp_path) as (process, url),
+        server_process(UVICORN, events, tmp_path) as (process, url),
         client() as http,
         contextlib.ExitStack() as stack,
     ):
@@ -346,3 +355,25 @@ def test_uvicorn_sigterm_says_farewell(tmp_path: Path) -> None:
         assert_farewell(readers, events, closed=("async",))
         assert process.wait(EXIT_BOUND) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal
         print(f"\nuvicorn exited {time.monotonic() - sent_at:.2f} s after SIGTERM")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("daphne") is None, reason="daphne is not installed")
+def test_daphne_streams_and_closes_on_departure(tmp_path: Path) -> None:
+    """Under daphne: the sample events exactly, from sync and async sources; HEAD has headers
+    only; a departed client's async source is closed (the figure is printed)."""
+    events = EventLog(tmp_path / "events.log")
+    with server_process(DAPHNE, events, tmp_path) as (_, url), client() as http:
+        for kind in ("sync", "async"):
+            with http.stream("GET", f"{url}/sample?kind={kind}") as response:
+                assert_sse_headers(response)
+                assert SSEReader(response).rest() == SAMPLE_EVENTS
+        head = http.head(f"{url}/sample?kind=sync")
+        assert head.status_code == 200
+        assert head.content == b""
+        tag = new_tag()
+        with http.stream("GET", f"{url}/hold?kind=async&tag={tag}") as response:
+            reader = SSEReader(response)  # kept: dropping it would close the response
+            assert [e.data for e in reader.events(1)] == ["ready"]
+            left_at = time.time()
+        closed_after = events.wait_for("closed", tag, CLOSE_BOUND) - left_at
+    print(f"\ndaphne: async source closed {closed_after * 1000:.1f} ms after the client left")
