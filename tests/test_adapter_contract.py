@@ -1,11 +1,12 @@
 """The adapter contract: what every adapter sends under every server, checked by one suite.
 
-Each adapter (raw WSGI, Flask, raw ASGI, Starlette, FastAPI) serves the same routes with the same
-sources (`apps`); the `pair` fixture serves one adapter with one server (werkzeug, gunicorn's
-gthread and gevent workers; uvicorn, hypercorn), once per module, and every test runs against
-every pair.  Real servers on 127.0.0.1, real httpx clients, the bytes parsed as a browser would.
-Sources report through the event log (gunicorn runs them in another process); tests wait on it
-with generous deadlines and assert no speed.  Measurements live in `benchmarks/`.
+Each adapter (raw WSGI, Flask, raw ASGI, Starlette, FastAPI, Django under WSGI and ASGI) serves
+the same routes with the same sources (`apps`); the `pair` fixture serves one adapter with one
+server (werkzeug, gunicorn's gthread and gevent workers; uvicorn, hypercorn), once per module,
+and every test runs against every pair.  Real servers on 127.0.0.1, real httpx clients, the bytes
+parsed as a browser would.  Sources report through the event log (gunicorn runs them in another
+process); tests wait on it with generous deadlines and assert no speed.  Measurements live in
+`benchmarks/`.
 """
 
 from __future__ import annotations

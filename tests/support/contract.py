@@ -24,8 +24,8 @@ from support.asgi_servers import ASGI_SERVERS
 from support.wsgi_servers import EventLog, Server, serve
 
 #: The adapters, the app module serving the contract routes with each, and their servers.
-WSGI_ADAPTERS = ("wsgi", "flask")
-ASGI_ADAPTERS = ("asgi", "starlette", "fastapi")
+WSGI_ADAPTERS = ("wsgi", "flask", "django")
+ASGI_ADAPTERS = ("asgi", "starlette", "fastapi", "django_asgi")
 ADAPTERS = WSGI_ADAPTERS + ASGI_ADAPTERS
 WSGI_SERVERS = ("werkzeug", "gthread", "gevent")
 #: Adapters whose own code answers a refused method or a failed factory (the others leave both
