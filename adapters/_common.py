@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import threading
+import warnings
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl
@@ -11,6 +14,7 @@ __all__ = [
     "SSE_HEADERS",
     "SSERequest",
     "asgi_last_event_id",
+    "warn_once",
     "wsgi_last_event_id",
 ]
 
@@ -119,3 +123,12 @@ class SSERequest:
 
     def __repr__(self) -> str:
         return f"SSERequest({self.method} {self.path}, last_event_id={self.last_event_id!r})"
+
+
+def warn_once(flag: threading.Event, message: str, *, stacklevel: int = 3) -> None:
+    """Log `message` and raise it as a `RuntimeWarning`, the first time `flag` is seen unset."""
+    if flag.is_set():
+        return
+    flag.set()
+    logging.getLogger("ssekit").warning(message)
+    warnings.warn(message, RuntimeWarning, stacklevel=stacklevel)

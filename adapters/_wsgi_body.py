@@ -14,13 +14,13 @@ import logging
 import socket
 import sys
 import threading
-import warnings
 from collections.abc import Callable, Iterator, Mapping
 from http import HTTPStatus
 from typing import Any
 
 from ssekit._registry import StreamRegistry
 from ssekit._stream import SSEStream
+from ssekit.adapters._common import warn_once
 from ssekit.adapters._core import Refuse, track
 
 __all__ = [
@@ -135,14 +135,12 @@ def warn_if_blocking_worker(environ: Environ) -> None:
         return
     if environ.get("wsgi.multithread") or _gevent_patched():
         return
-    _warned.set()
-    message = (
+    warn_once(
+        _warned,
         "ssekit: gunicorn's sync worker is serving an event stream. It blocks the worker for the "
         "stream's whole life and kills it at the worker timeout. Run gunicorn with "
-        "--worker-class gthread --threads N (or --worker-class gevent) instead."
+        "--worker-class gthread --threads N (or --worker-class gevent) instead.",
     )
-    logger.warning(message)
-    warnings.warn(message, RuntimeWarning, stacklevel=2)
 
 
 def _gevent_patched() -> bool:

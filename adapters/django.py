@@ -30,7 +30,6 @@ import functools
 import inspect
 import logging
 import threading
-import warnings
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, cast, overload
 
@@ -42,7 +41,12 @@ from django.middleware.gzip import GZipMiddleware as DjangoGZipMiddleware
 
 from ssekit._registry import StreamRegistry
 from ssekit._stream import Source, SSEStream
-from ssekit.adapters._common import SSE_HEADERS, asgi_last_event_id, wsgi_last_event_id
+from ssekit.adapters._common import (
+    SSE_HEADERS,
+    asgi_last_event_id,
+    warn_once,
+    wsgi_last_event_id,
+)
 from ssekit.adapters._core import (
     FORBIDDEN,
     Authorize,
@@ -140,16 +144,13 @@ _warned_replaced = threading.Event()
 
 
 def _warn_replaced() -> None:
-    if _warned_replaced.is_set():
-        return
-    _warned_replaced.set()
-    message = (
+    warn_once(
+        _warned_replaced,
         "ssekit: a middleware replaced an event stream's body (Django's GZipMiddleware does): "
         "it may hold events back or make them unreadable. Use "
-        "ssekit.adapters.django.GZipMiddleware instead, or leave the middleware out."
+        "ssekit.adapters.django.GZipMiddleware instead, or leave the middleware out.",
+        stacklevel=4,
     )
-    logger.warning(message)
-    warnings.warn(message, RuntimeWarning, stacklevel=3)
 
 
 class GZipMiddleware(DjangoGZipMiddleware):
