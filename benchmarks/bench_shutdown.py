@@ -185,7 +185,7 @@ def main() -> None:
     columns = ("farewells", "p50 ms", "max ms", "worker ms", "master ms")
     widths = (10, 8, 8, 16, 16)
     print(
-        f"{'setup':44}", *(f"{name:>{width}}" for name, width in zip(columns, widths, strict=True))
+        f"{'setup':49}", *(f"{name:>{width}}" for name, width in zip(columns, widths, strict=True))
     )
     with tempfile.TemporaryDirectory() as tmp:
         logdir = Path(tmp)
@@ -206,7 +206,7 @@ def main() -> None:
             p50 = statistics.median(r["p50"] for r in results) * 1000
             mx = max(r["max"] for r in results) * 1000
             print(
-                f"{label:44} {counts[0]:>4}-{counts[-1]:<2}/{args.streams:<2}",
+                f"{label:49} {counts[0]:>4}-{counts[-1]:<2}/{args.streams:<2}",
                 f"{p50:>8.0f} {mx:>8.0f}",
                 f"{worker_ms[0]:>7.0f}-{worker_ms[-1]:<8.0f}",
                 f"{master_ms[0]:>7.0f}-{master_ms[-1]:<8.0f}",
