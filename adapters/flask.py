@@ -87,7 +87,7 @@ def sse_response(
 ) -> Response:
     """A streaming `Response` for `source`; keyword arguments are `to_sse()` options."""
     stream = make_stream(source, options)
-    refused = admit(registry(), stream)
+    refused = None if request.method == "HEAD" else admit(registry(), stream)
     if refused is not None:  # at the registry's max_streams: 503, at once
         stream.close()
         return _plain(refused)

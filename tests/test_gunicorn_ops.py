@@ -133,8 +133,10 @@ def async_client(connections: int) -> httpx.AsyncClient:
     return httpx.AsyncClient(timeout=httpx.Timeout(DEADLINE), limits=limits)
 
 
-async def sigterm_with_open_streams(server: Gunicorn, kind: str) -> tuple[list[Client], float]:
-    """Open `STREAMS` streams, SIGTERM the master once each has ticked; the clients and the
+async def signal_with_open_streams(
+    server: Gunicorn, kind: str, signum: int
+) -> tuple[list[Client], float]:
+    """Open `STREAMS` streams, signal the master once each has ticked; the clients and the
     seconds from the signal to gunicorn's exit."""
     url = f"{server.url}/stream?kind={kind}&interval=0.1"
     clients = [Client() for _ in range(STREAMS)]
@@ -143,7 +145,7 @@ async def sigterm_with_open_streams(server: Gunicorn, kind: str) -> tuple[list[C
         await asyncio.wait_for(asyncio.gather(*(c.first.wait() for c in clients)), DEADLINE)
         assert [c.error for c in clients] == [None] * STREAMS
         sent_at = time.monotonic()
-        server.process.send_signal(signal.SIGTERM)
+        server.process.send_signal(signum)
         while server.process.poll() is None:
             assert time.monotonic() - sent_at < DEADLINE, "gunicorn did not exit"
             await asyncio.sleep(0.005)
@@ -154,14 +156,15 @@ async def sigterm_with_open_streams(server: Gunicorn, kind: str) -> tuple[list[C
 
 @pytest.mark.parametrize("kind", ["sync", "async"])
 @pytest.mark.parametrize("worker", WORKERS)
-def test_sigterm_gives_every_stream_its_farewell_and_the_worker_exits(
-    worker: str, kind: str, tmp_path: Path
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_gives_every_stream_its_farewell_and_the_worker_exits(
+    signum: int, worker: str, kind: str, tmp_path: Path
 ) -> None:
-    """20 streams, SIGTERM: 20/20 clients get the farewell and `retry: 500` after their ticks,
-    their responses end cleanly, and gunicorn exits at once (status 0), not at the graceful
-    timeout."""
+    """20 streams, SIGTERM (graceful) or SIGINT (gunicorn's quick shutdown, `worker_int`):
+    20/20 clients get the farewell and `retry: 500` after their ticks, their responses end
+    cleanly, and gunicorn exits at once (status 0), not at the graceful timeout."""
     with gunicorn(worker, tmp_path) as server:
-        clients, exit_seconds = asyncio.run(sigterm_with_open_streams(server, kind))
+        clients, exit_seconds = asyncio.run(signal_with_open_streams(server, kind, signum))
         assert server.process.returncode == 0, server.stderr()
     for number, client in enumerate(clients):
         assert client.error is None, f"stream {number}: {client.error!r}"
