@@ -237,3 +237,20 @@ def test_beyond_max_streams_a_stream_gets_503_at_once_and_plain_routes_answer(
 
             wait_until(admitted, "a stream admitted after a client left", timeout=DEADLINE)
         assert "Traceback" not in server.stderr()
+
+
+def test_async_streams_under_gevent_with_ssekit_imported_before_the_patching() -> None:
+    """gunicorn's master imports ssekit for `-c python:ssekit.gunicorn` before the gevent worker
+    patches: a lock made at import is then a real one.  50 greenlets starting async-source
+    streams at once must all finish (a real lock held across a greenlet switch would block the
+    process for good)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "apps.gevent_after_import", "50"],
+        cwd=TESTS_DIR,
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["ok", "150"]
