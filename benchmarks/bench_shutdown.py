@@ -34,6 +34,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -99,8 +100,8 @@ def gone(pid: int) -> bool:
 
 
 @contextlib.contextmanager
-def serving(worker: str, logdir: Path, **kwargs: object) -> Iterator[Gunicorn]:
-    server = Gunicorn(worker, logdir, **kwargs)  # type: ignore[arg-type]
+def serving(worker: str, logdir: Path, **kwargs: Any) -> Iterator[Gunicorn]:
+    server = Gunicorn(worker, logdir, **kwargs)
     try:
         yield server
     finally:
@@ -153,13 +154,13 @@ async def one_run(server: Gunicorn, kind: str, streams: int) -> dict[str, float]
 
 
 def cap_run(logdir: Path) -> dict[str, float]:
+    held = []  # the body iterators: httpx closes the connection of one dropped midway
     with serving("gthread", logdir, hook=True, threads=8) as server, contextlib.ExitStack() as st:
         for _ in range(6):
             http = st.enter_context(httpx.Client(timeout=DEADLINE))
             response = st.enter_context(http.stream("GET", f"{server.url}/stream"))
-            chunks = response.iter_raw()
-            next(chunks)
-            st.callback(chunks.close)
+            held.append(response.iter_raw())
+            next(held[-1])
         started = time.monotonic()
         refused = httpx.get(f"{server.url}/stream", timeout=DEADLINE)
         refused_s = time.monotonic() - started

@@ -4,12 +4,15 @@
 gunicorn in a subprocess, one worker of `gthread` or `gevent`, with gunicorn's own graceful
 timeout (30 s) left as it is:
 
-- 20 open streams and a SIGTERM to the master: every client gets the farewell and `retry: 500`,
-  its response ends cleanly, and gunicorn (worker and master) is gone well before the graceful
-  timeout could be what ended it.  The exact figures are `benchmarks/bench_shutdown.py`'s.
+- 20 open streams and a SIGTERM (or SIGINT, gunicorn's quick shutdown) to the master: every
+  client gets the farewell and `retry: 500`, its response ends cleanly, and gunicorn (worker and
+  master) is gone well before the graceful timeout could be what ended it.  The exact figures
+  are `benchmarks/bench_shutdown.py`'s.
 - With the registry at `max_streams` (the hook's default from `--threads`, or the app's own), the
   next stream request gets 503 with `Retry-After` at once, an ordinary view still answers 200,
   and once a client leaves, a stream is admitted again.
+- ssekit imported before gevent's patching (as the master does for the `-c` setup): async
+  streams started at once by many greenlets all finish.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -92,8 +96,8 @@ class Gunicorn:
 
 
 @contextlib.contextmanager
-def gunicorn(worker: str, workdir: Path, **kwargs: object) -> Iterator[Gunicorn]:
-    server = Gunicorn(worker, workdir, **kwargs)  # type: ignore[arg-type]
+def gunicorn(worker: str, workdir: Path, **kwargs: Any) -> Iterator[Gunicorn]:
+    server = Gunicorn(worker, workdir, **kwargs)
     try:
         server.wait_ready()
         yield server
@@ -181,10 +185,10 @@ def test_a_signal_gives_every_stream_its_farewell_and_the_worker_exits(
 
 def hold_streams(
     server: Gunicorn, count: int, stack: contextlib.ExitStack
-) -> list[Iterator[bytes]]:
+) -> list[tuple[httpx.Response, Iterator[bytes]]]:
     """Open `count` streams that stay open until `stack` closes; each has sent its preamble.
 
-    Their body iterators are returned: httpx closes the connection of one dropped midway.
+    Their body iterators are returned too: httpx closes the connection of one dropped midway.
     """
     held = []
     for _ in range(count):
@@ -193,7 +197,7 @@ def hold_streams(
         assert response.status_code == 200
         chunks = response.iter_raw()
         next(chunks)  # the stream is open and tracked
-        held.append(chunks)
+        held.append((response, chunks))
     return held
 
 
@@ -228,7 +232,8 @@ def test_beyond_max_streams_a_stream_gets_503_at_once_and_plain_routes_answer(
                 assert_refused_at_once(server)
                 plain = httpx.get(f"{server.url}/plain", timeout=DEADLINE)
                 assert (plain.status_code, plain.text) == (200, "plain")
-            held.pop().close()  # one client leaves: the server notices before its next write
+            response, _ = held.pop()
+            response.close()  # one client leaves: the server notices before its next write
 
             def admitted() -> bool:
                 url = f"{server.url}/stream?interval=0.1"

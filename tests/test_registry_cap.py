@@ -141,7 +141,7 @@ def hold_one_then_refuse(url: str) -> None:
             assert_503(http.get(url))
             assert time.monotonic() - started < DEADLINE
             assert http.head(url).status_code == 200
-            chunks.close()  # the held client leaves
+            held.close()  # the held client leaves
 
         def served() -> bool:
             with httpx.Client(timeout=DEADLINE) as other, other.stream("GET", url) as response:
