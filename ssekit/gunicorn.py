@@ -18,11 +18,12 @@ farewell and `retry:` hint and ends, its kept-alive connection is closed, and th
 at once.  `worker_int` (gunicorn's quick shutdown, SIGINT/SIGQUIT) does the same, best effort,
 in the 0.1 s gunicorn gives it.
 
-`post_worker_init` also gives every registry without a `max_streams` of its own the worker's
-default: three quarters of `--threads` for gthread (at least 1), of `--worker-connections` for
-gevent.  A stream holds one of the worker's threads (or connections) for its whole life; with
-the rest kept free, ordinary routes still answer and a stream beyond the cap gets 503 with a
-`Retry-After` at once, instead of waiting unanswered for a thread.
+`post_worker_init` also gives every registry without a `max_streams` of its own (those that exist
+once the worker has loaded the app) the worker's default: three quarters of `--threads` for
+gthread (at least 1), of `--worker-connections` for gevent.  A stream holds one of the worker's
+threads (or connections) for its whole life; with the rest kept free, ordinary routes still
+answer and a stream beyond the cap gets 503 with a `Retry-After` at once, instead of waiting
+unanswered for a thread.
 """
 
 from __future__ import annotations
