@@ -49,6 +49,7 @@ __all__ = [
     "RetryLater",
     "Stream",
     "StreamEndpoint",
+    "admit",
     "allowed",
     "checked_options",
     "make_stream",
@@ -138,6 +139,18 @@ def track(registry: StreamRegistry | None, stream: SSEStream) -> Callable[[], No
         return lambda: None
     registry.add(stream)
     return lambda: registry.discard(stream)
+
+
+def admit(registry: StreamRegistry | None, stream: SSEStream) -> Refuse | None:
+    """Track `stream` in `registry`, or a 503 with `Retry-After` when it is at `max_streams`.
+
+    Refused, the caller closes the stream (its source never starts) and sends the refusal.
+    `track()` of an admitted stream afterwards is harmless.
+    """
+    if registry is None or registry.admit(stream):
+        return None
+    retry_after = (("Retry-After", str(registry.retry_after)),)
+    return Refuse(503, "Too many open streams; try again later.", retry_after)
 
 
 def run_in_new_loop(awaitable: Awaitable[Any]) -> Any:

@@ -9,6 +9,7 @@ sync worker.
 from __future__ import annotations
 
 import _socket
+import contextlib
 import contextvars
 import logging
 import socket
@@ -88,6 +89,7 @@ class StreamBody:
         #: Where the source starts (e.g. a copy of a Flask view's context, which Flask pops
         #: before the server reads the body); None: the reading thread's.
         self._context = context
+        self._registry = registry
         self._untrack = track(registry, stream)
 
     def __iter__(self) -> Iterator[bytes]:
@@ -119,6 +121,21 @@ class StreamBody:
             self.stream.close()
         finally:
             self._untrack()
+            registry, connection = self._registry, self._connection
+            if connection is not None and registry is not None and registry.closing:
+                _end_connection(connection)
+
+
+def _end_connection(connection: _socket.socket) -> None:
+    """End a kept-alive connection once a shutdown's farewell has been sent in full.
+
+    The server closes `close()`-d responses' connections only if it was asked to before the
+    response began; a stopping worker would otherwise wait for the idle connection (gunicorn: up
+    to its keep-alive timeout) before it exits.  The server has written the whole response (its
+    last chunk included) before it calls `close()`; its next read sees the end and it closes.
+    """
+    with contextlib.suppress(OSError):
+        connection.shutdown(socket.SHUT_RDWR)
 
 
 _warned = threading.Event()

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ssekit._registry import STATE_KEY, StreamRegistry
 from ssekit._stream import SSEStream
 from ssekit.adapters._common import SSE_HEADERS, SSERequest
-from ssekit.adapters._core import Authorize, Factory, Refuse, StreamEndpoint, track
+from ssekit.adapters._core import Authorize, Factory, Refuse, StreamEndpoint, admit, track
 
 if TYPE_CHECKING:
     from ssekit.adapters._core import StreamOptionsDict, Unpack
@@ -65,6 +65,13 @@ async def serve_stream(
     longer than `send_timeout` seconds (a client that stopped reading).  Either way the stream is
     closed, which closes its source.
     """
+    if scope.get("method") != "HEAD":
+        # not `registry or ...`: an empty registry is falsy (it has __len__)
+        refused = admit(registry_of(scope) if registry is None else registry, stream)
+        if refused is not None:  # at the registry's max_streams: 503, at once
+            await stream.aclose()
+            await send_refusal(send, refused)
+            return
     names = {name.lower() for name, _ in headers}
     raw_headers = [h for h in _SSE_RAW_HEADERS if h[0] not in names] + list(headers)
     await send({"type": "http.response.start", "status": status, "headers": raw_headers})

@@ -54,6 +54,7 @@ from ssekit.adapters._core import (
     BrokerEndpoint,
     Refuse,
     aallowed,
+    admit,
     allowed,
     allowed_methods,
     checked_options,
@@ -228,14 +229,18 @@ def sse_response(
     headers: Mapping[str, str] | None = None,
     send_timeout: float | None = DEFAULT_SEND_TIMEOUT,
     **options: Unpack[StreamOptionsDict],
-) -> StreamingHttpResponse:
+) -> StreamingHttpResponse | HttpResponse:
     """A `StreamingHttpResponse` streaming `source` to `request`'s client.
 
     Keyword arguments beyond these are `to_sse()` options.  A HEAD request gets the headers and
     the source is closed unread.  `send_timeout` (ASGI): seconds one write may take before the
-    client is deemed gone.
+    client is deemed gone.  Past the registry's `max_streams`, a 503 with `Retry-After`.
     """
     stream = make_stream(source, options)
+    refused = None if request.method == "HEAD" else admit(registry(), stream)
+    if refused is not None:
+        stream.close()
+        return _plain(refused)
     response: StreamingHttpResponse
     if request.method == "HEAD":
         stream.close()

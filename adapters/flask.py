@@ -36,6 +36,7 @@ from ssekit.adapters._core import (
     AuthorizeTopics,
     BrokerEndpoint,
     Refuse,
+    admit,
     allowed,
     checked_options,
     make_stream,
@@ -51,9 +52,17 @@ __all__ = ["broker_view", "init_app", "last_event_id", "registry", "sse", "sse_r
 _EXTENSION = "ssekit"
 
 
-def init_app(app: Flask, registry: StreamRegistry | None = None) -> StreamRegistry:
-    """Give `app` a registry of its open streams (see `StreamRegistry`) and return it."""
-    registry = registry if registry is not None else StreamRegistry()
+def init_app(
+    app: Flask, registry: StreamRegistry | None = None, *, max_streams: int | None = None
+) -> StreamRegistry:
+    """Give `app` a registry of its open streams (see `StreamRegistry`) and return it.
+
+    `max_streams` caps the streams open at once: beyond it a stream request gets 503 with
+    `Retry-After` (give it to the `StreamRegistry` instead when you pass one).
+    """
+    if registry is not None and max_streams is not None:
+        raise TypeError("Give max_streams to the StreamRegistry you pass to init_app(), not both.")
+    registry = registry if registry is not None else StreamRegistry(max_streams=max_streams)
     app.extensions[_EXTENSION] = registry
     return registry
 
@@ -78,6 +87,10 @@ def sse_response(
 ) -> Response:
     """A streaming `Response` for `source`; keyword arguments are `to_sse()` options."""
     stream = make_stream(source, options)
+    refused = None if request.method == "HEAD" else admit(registry(), stream)
+    if refused is not None:  # at the registry's max_streams: 503, at once
+        stream.close()
+        return _plain(refused)
     warn_if_blocking_worker(request.environ)
     connection = client_socket(request.environ)
     # Flask pops the request and app contexts before the server reads the body: the source

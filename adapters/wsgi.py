@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from ssekit._registry import StreamRegistry
 from ssekit.adapters._common import SSE_HEADERS, SSERequest
-from ssekit.adapters._core import Authorize, Factory, Refuse, StreamEndpoint, refuse_async
+from ssekit.adapters._core import Authorize, Factory, Refuse, StreamEndpoint, admit, refuse_async
 from ssekit.adapters._wsgi_body import (
     Environ,
     StartResponse,
@@ -49,7 +49,8 @@ class SSEWSGIApp:
     GET and HEAD are served (`methods=` adds others); `authorize(request)`, sync or async,
     returning False or raising gives 403; an exception raised by the factory gives a 500.  The
     factory must be sync (an `async def` one is refused here).  Streams are tracked in
-    `registry` (one per app unless given), whose `close_all()` ends them at shutdown.  Other
+    `registry` (one per app unless given), whose `close_all()` ends them at shutdown; beyond its
+    `max_streams`, a request gets 503 with `Retry-After`.  Other
     keyword arguments are `to_sse()` options, checked here.
     """
 
@@ -73,6 +74,10 @@ class SSEWSGIApp:
         stream = self.endpoint.open(request, request.method)
         if isinstance(stream, Refuse):
             return refusal(start_response, stream)
+        refused = None if request.method == "HEAD" else admit(self.registry, stream)
+        if refused is not None:  # at the registry's max_streams: 503, at once
+            stream.close()
+            return refusal(start_response, refused)
         start_response("200 OK", list(SSE_HEADERS))
         if request.method == "HEAD":
             stream.close()

@@ -356,15 +356,20 @@ class _SharedLoop:
 
     @classmethod
     def start(cls, source: AsyncIterable[Any], handoff: Handoff) -> Callable[[], None]:
+        new_thread = None
         with cls._lock:
             if cls._loop is None:
                 cls._loop = asyncio.new_event_loop()
-                cls._thread = threading.Thread(
+                cls._thread = new_thread = threading.Thread(
                     target=cls._loop.run_forever, name="ssekit-shared-loop", daemon=True
                 )
-                cls._thread.start()
             cls._users += 1
             loop = cls._loop
+        # Started outside the lock: starting a "thread" switches greenlets, and the lock may be
+        # a real one (ssekit imported before gevent's patching, e.g. by gunicorn's master for
+        # `-c python:ssekit.gunicorn`), which another greenlet would then wait on for ever.
+        if new_thread is not None:
+            new_thread.start()
         context = contextvars.copy_context()  # e.g. Flask's request context, for the source
         started: list[asyncio.Task[None]] = []
         done = threading.Event()

@@ -294,7 +294,9 @@ def test_gunicorn_sigterm_says_farewell(tmp_path: Path) -> None:
     ):
         readers = open_holds(gunicorn.url, stack, http)
         gunicorn.process.send_signal(signal.SIGTERM)
-        assert_farewell(readers, events, closed=("sync", "async"))
+        # As under uvicorn: the worker exits within moments of the farewell, so a sync source
+        # asleep in `time.sleep` (not `ssekit.sleep`) may never resume to run its `finally`.
+        assert_farewell(readers, events, closed=("async",))
         assert gunicorn.process.wait(EXIT_BOUND) == 0
 
 
