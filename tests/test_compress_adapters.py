@@ -46,7 +46,6 @@ from ssekit.adapters import asgi as asgi_adapter
 from ssekit.adapters import flask as flask_adapter
 from ssekit.adapters import starlette as starlette_adapter
 from ssekit.adapters import wsgi as wsgi_adapter
-from ssekit.adapters._common import SSERequest
 from ssekit.broker import MemoryBroker
 
 ADAPTERS = ("wsgi", "flask", "wsgi-middleware", "asgi", "starlette", "asgi-middleware")
@@ -272,17 +271,18 @@ def test_heartbeats_are_compressed_and_flushed(adapter: str) -> None:
     pings = 0
     events: list[MessageEvent] = []
     parser = EventParser()
-    with serve(adapter, quiet, heartbeat=0.05) as url:  # type: ignore[arg-type]
-        with httpx.stream(
-            "GET", f"{url}/events", headers={"Accept-Encoding": "gzip"}, timeout=GATE + 5
-        ) as response:
-            decode = decompressor(response.headers["content-encoding"])
-            for piece in response.iter_raw():
-                text = decode(piece)
-                before, pings = pings, pings + text.count(b": ping\n\n")
-                if before < 2 <= pings:
-                    beats.put(None)
-                events.extend(parser.feed(text))
+    accept = {"Accept-Encoding": "gzip"}
+    with (
+        serve(adapter, quiet, heartbeat=0.05) as url,  # type: ignore[arg-type]
+        httpx.stream("GET", f"{url}/events", headers=accept, timeout=GATE + 5) as response,
+    ):
+        decode = decompressor(response.headers["content-encoding"])
+        for piece in response.iter_raw():
+            text = decode(piece)
+            before, pings = pings, pings + text.count(b": ping\n\n")
+            if before < 2 <= pings:
+                beats.put(None)
+            events.extend(parser.feed(text))
     assert [e.data for e in events] == ["first", "after the heartbeats"]
     assert pings >= 2
 
