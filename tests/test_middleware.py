@@ -410,3 +410,56 @@ def test_chromium_follows_and_resumes(browser: Browser, framework: str) -> None:
     assert state.asked[:2] == [(["room"], None), (["room"], first[1])]
     if framework == "litestar":
         assert websocket_echo == "HELLO"
+
+
+# -- Django, through the same middlewares --------------------------------------------------------
+
+
+@contextlib.contextmanager
+def django_server(kind: str, workdir: Path) -> Iterator[str]:
+    """`apps.mounted_django` in a process of its own (Django's settings are per process)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS.parent), str(TESTS)])}
+    stderr = workdir / "stderr"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "apps.mounted_django", kind],
+        cwd=TESTS,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=stderr.open("w"),
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert line.startswith("port "), stderr.read_text()
+        url = f"http://127.0.0.1:{line.split()[1]}"
+        wait_until(lambda: _answers(url), "Django answers")
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+@pytest.mark.parametrize("kind", ["wsgi", "asgi"])
+def test_django_through_the_middleware(kind: str, tmp_path: Path) -> None:
+    """Django's own views answer; the broker mounted beside them streams and resumes."""
+    with django_server(kind, tmp_path) as url, httpx.Client(base_url=url, timeout=10) as client:
+        assert client.get("/").text == "home"
+        assert client.get("/missing").status_code == 404
+        first = client.post("/publish/room", content=b"a").text
+        client.post("/publish/room", content=b"b")
+        with client.stream("GET", "/events/room", headers={"Last-Event-ID": first}) as response:
+            events = Events(response)
+            replayed = events.take(1)
+            client.post("/publish/room", content=b"c")
+            live = events.take(1)
+        refused = client.get("/events/")
+    assert [e.data for e in replayed] == ["b"]
+    assert [e.data for e in live] == ["c"]
+    assert refused.status_code == 400
