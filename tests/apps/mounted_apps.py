@@ -162,13 +162,14 @@ def mounted_bottle(state: Mounted) -> wsgi_adapter.SSEMiddleware:
 def litestar_app(state: Mounted) -> Any:
     from litestar import Litestar, MediaType, Request, get, post, websocket
     from litestar.connection import WebSocket
+    from litestar.params import FromPath
 
     @get("/", media_type=MediaType.TEXT)
     async def home() -> str:
         return "home"
 
     @get("/items/{n:int}")
-    async def item(n: int) -> dict[str, int]:
+    async def item(n: FromPath[int]) -> dict[str, int]:
         return {"item": n}
 
     @post("/echo", media_type="application/octet-stream", status_code=200)
