@@ -16,6 +16,7 @@ __all__ = [
     "asgi_last_event_id",
     "warn_once",
     "wsgi_last_event_id",
+    "wsgi_text",
 ]
 
 #: The response headers of every stream.  No Content-Length (the body is open-ended) and no
@@ -44,6 +45,11 @@ def _raw(value: str) -> bytes:
         return value.encode("latin-1")
     except UnicodeEncodeError:  # a server that decoded it already
         return value.encode("utf-8", "surrogatepass")
+
+
+def wsgi_text(value: str) -> str:
+    """A WSGI environ string (PEP 3333: bytes read as Latin-1) as the UTF-8 text it carries."""
+    return _text(_raw(value))
 
 
 def _resume_point(header: bytes | None, query_string: bytes) -> str | None:

@@ -3,6 +3,10 @@
 An endpoint answers a request with an `SSEStream` to serve or a `Refuse` (status, short reason,
 headers) to send as plain text; a broker endpoint first decides `Stream`, `Refuse` or
 `RetryLater`.  Nothing here imports a web framework.
+
+Compression: an endpoint's `compression` (from `compress=`) and `negotiate_encoding()` give, per
+request, the `Encoding` whose headers go on the response and whose `body()`/`abody()` wraps the
+stream's bytes; `merge_headers()` joins its `Vary` with the app's.
 """
 
 from __future__ import annotations
@@ -12,10 +16,11 @@ import contextvars
 import inspect
 import logging
 import sys
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
+from ssekit._compress import AsyncCompressedBody, CompressedBody, CompressionPolicy
 from ssekit._options import StreamOptions
 from ssekit._options import StreamOptionsDict as StreamOptionsDict
 from ssekit._registry import StreamRegistry
@@ -40,10 +45,13 @@ if TYPE_CHECKING:  # for the adapters' `**options: Unpack[StreamOptionsDict]`
 
 __all__ = [
     "FORBIDDEN",
+    "AsyncBody",
     "Authorize",
     "AuthorizeTopics",
     "BrokerEndpoint",
+    "Compress",
     "Decision",
+    "Encoding",
     "Factory",
     "Refuse",
     "RetryLater",
@@ -52,7 +60,10 @@ __all__ = [
     "admit",
     "allowed",
     "checked_options",
+    "compression_policy",
     "make_stream",
+    "merge_headers",
+    "negotiate_encoding",
     "refuse_async",
     "run_in_new_loop",
     "track",
@@ -99,6 +110,92 @@ Decision = Stream | Refuse | RetryLater
 
 FORBIDDEN = Refuse(403, "Forbidden")
 SERVER_ERROR = Refuse(500, "Internal Server Error")
+
+#: The `compress=` option: False (the default), True (every coding installed), a tuple of
+#: codings in the app's order of preference, or a ready `CompressionPolicy` (e.g. with levels).
+Compress = bool | Iterable[str] | CompressionPolicy
+
+
+def compression_policy(compress: Compress) -> CompressionPolicy:
+    """The validated policy for a `compress=` option (a policy is taken as it is)."""
+    return compress if isinstance(compress, CompressionPolicy) else CompressionPolicy(compress)
+
+
+class AsyncBody(Protocol):
+    """What an ASGI adapter writes out: an `SSEStream`, or a compressed body around one."""
+
+    def __aiter__(self) -> AsyncIterator[bytes]: ...
+
+    async def aclose(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """The content coding chosen for one response, and the headers that say so.
+
+    `headers` go on the response whether or not a body follows (a HEAD response gets the same
+    ones); `body()` / `abody()` wrap the stream's bytes once, or return them as they are when
+    the response is sent uncompressed.
+    """
+
+    policy: CompressionPolicy
+    #: "gzip", "br", "zstd", or None for uncompressed.
+    coding: str | None
+    #: `Content-Encoding` (when compressed) and `Vary: Accept-Encoding` (when compression is on).
+    headers: tuple[tuple[str, str], ...]
+
+    def body(self, chunks: Iterable[bytes]) -> Iterable[bytes]:
+        """A WSGI body: each write batch compressed and flushed; `close()` closes `chunks`."""
+        if self.coding is None:
+            return chunks
+        return CompressedBody(chunks, self.policy.compressor(self.coding))
+
+    def abody(self, chunks: AsyncBody) -> AsyncBody:
+        """An ASGI body: the same, for `async for`; `aclose()` closes `chunks`."""
+        if self.coding is None:
+            return chunks
+        return AsyncCompressedBody(chunks, self.policy.compressor(self.coding))
+
+
+def negotiate_encoding(
+    policy: CompressionPolicy,
+    accept_encoding: str | None,
+    headers: Iterable[tuple[str, str]] = (),
+) -> Encoding:
+    """The coding for a request's `Accept-Encoding` under `policy`.
+
+    A response whose `headers` (set by the app) already name a `Content-Encoding` is left as it
+    is: its body is the app's business.
+    """
+    if any(name.lower() == "content-encoding" for name, _ in headers):
+        return Encoding(policy, None, ())
+    coding = policy.choose(accept_encoding)
+    return Encoding(policy, coding, policy.headers(coding))
+
+
+def merge_headers(
+    headers: Iterable[tuple[str, str]], added: Iterable[tuple[str, str]]
+) -> list[tuple[str, str]]:
+    """`headers` plus `added`; a `Vary` in both becomes one, its field names each listed once.
+
+    RFC 9110 §12.5.5: `Vary` is a list, so the app's `Vary: Cookie` and compression's
+    `Vary: Accept-Encoding` make `Vary: Cookie, Accept-Encoding` (and `*` stays `*`).
+    """
+    merged = list(headers)
+    for name, value in added:
+        if name.lower() != "vary":
+            merged.append((name, value))
+            continue
+        at = next((i for i, (n, _) in enumerate(merged) if n.lower() == "vary"), None)
+        if at is None:
+            merged.append((name, value))
+            continue
+        present = [v.strip() for v in merged[at][1].split(",") if v.strip()]
+        known = {v.lower() for v in present}
+        if "*" not in known:
+            present += [v.strip() for v in value.split(",") if v.strip().lower() not in known]
+        merged[at] = (merged[at][0], ", ".join(present))
+    return merged
 
 
 def checked_options(options: StreamOptionsDict) -> StreamOptionsDict:
@@ -218,11 +315,14 @@ class StreamEndpoint(Generic[R]):
         *,
         methods: Iterable[str] = (),
         authorize: Authorize[R] | None = None,
+        compress: Compress = False,
         options: StreamOptionsDict,
     ) -> None:
         self.factory = factory
         self.methods = allowed_methods(methods)
         self.authorize = authorize
+        #: The `compress=` option, validated; `negotiate_encoding()` applies it per request.
+        self.compression = compression_policy(compress)
         self.options = checked_options(options)
 
     def refuse_method(self, method: str) -> Refuse | None:
@@ -283,11 +383,14 @@ class BrokerEndpoint(Generic[R]):
         *,
         authorize: AuthorizeTopics[R] | None = None,
         policy: SlowPolicy = "disconnect",
+        compress: Compress = False,
         options: StreamOptionsDict,
     ) -> None:
         self.broker = broker
         self.authorize = authorize
         self.policy = policy
+        #: The `compress=` option, validated; `negotiate_encoding()` applies it per request.
+        self.compression = compression_policy(compress)
         self.options = checked_options(options)
 
     def subscribe(self, topic: str, last_event_id: str | None) -> Decision:

@@ -2,8 +2,9 @@
 
 It iterates the stream, checks that the client is still there before each write where the
 server shares the client's socket, and closes the stream (and so its source) when the server
-calls `close()`.  Also here: a refusal as a plain-text response, and the warning for gunicorn's
-sync worker.
+calls `close()`; with compression on, it is wrapped once more, in a body that compresses and
+flushes each write batch.  Also here: a whole stream response (`respond`), a refusal as a
+plain-text response, and the warning for gunicorn's sync worker.
 """
 
 from __future__ import annotations
@@ -15,22 +16,34 @@ import logging
 import socket
 import sys
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from http import HTTPStatus
 from typing import Any
 
 from ssekit._registry import StreamRegistry
 from ssekit._stream import SSEStream
-from ssekit.adapters._common import warn_once
-from ssekit.adapters._core import Refuse, track
+from ssekit.adapters._common import SSE_HEADERS, warn_once
+from ssekit.adapters._core import (
+    Compress,
+    Encoding,
+    Refuse,
+    admit,
+    compression_policy,
+    merge_headers,
+    negotiate_encoding,
+    track,
+)
 
 __all__ = [
     "Environ",
     "StartResponse",
     "StreamBody",
     "client_socket",
+    "encoding_of",
+    "open_body",
     "peer_closed",
     "refusal",
+    "respond",
     "warn_if_blocking_worker",
 ]
 
@@ -176,3 +189,52 @@ def refusal(start_response: StartResponse, refused: Refuse) -> list[bytes]:
     ]
     start_response(f"{refused.status} {HTTPStatus(refused.status).phrase}", headers)
     return [body]
+
+
+def encoding_of(
+    environ: Environ, compress: Compress, headers: Iterable[tuple[str, str]] = ()
+) -> Encoding:
+    """The coding for this request's `Accept-Encoding` under `compress=` (see `Encoding`)."""
+    return negotiate_encoding(
+        compression_policy(compress), environ.get("HTTP_ACCEPT_ENCODING"), headers
+    )
+
+
+def open_body(
+    stream: SSEStream,
+    environ: Environ,
+    encoding: Encoding,
+    registry: StreamRegistry | None,
+    context: contextvars.Context | None = None,
+) -> Iterable[bytes]:
+    """The body of a stream response: a `StreamBody`, compressed as `encoding` says.
+
+    Its `close()` closes the stream (a compressed body closes the `StreamBody` inside it).
+    """
+    warn_if_blocking_worker(environ)
+    return encoding.body(StreamBody(stream, registry, client_socket(environ), context))
+
+
+def respond(
+    stream: SSEStream,
+    environ: Environ,
+    start_response: StartResponse,
+    *,
+    registry: StreamRegistry | None,
+    compress: Compress = False,
+) -> Iterable[bytes]:
+    """Start a `200` stream response and return its body (none for HEAD: same headers).
+
+    Past the registry's `max_streams`, a 503 with `Retry-After` instead, at once.
+    """
+    head = str(environ.get("REQUEST_METHOD", "GET")).upper() == "HEAD"
+    refused = None if head else admit(registry, stream)
+    if refused is not None:
+        stream.close()
+        return refusal(start_response, refused)
+    encoding = encoding_of(environ, compress)
+    start_response("200 OK", merge_headers(SSE_HEADERS, encoding.headers))
+    if head:
+        stream.close()
+        return []
+    return open_body(stream, environ, encoding, registry)

@@ -1,8 +1,9 @@
 """Serve event streams from any ASGI server (uvicorn, hypercorn, ...), with no framework.
 
 `SSEApp(factory)` is an ASGI application: each request calls `factory(request)` for a source.
-`serve_stream()` is the part every ASGI adapter shares: headers, the body, disconnects, a send
-timeout, and the application's `StreamRegistry`.  Runs on asyncio.
+`SSEMiddleware(app)` wraps any other ASGI app and serves streams and broker topics under given
+paths.  `serve_stream()` is the part every ASGI adapter shares: headers, compression, the body,
+disconnects, a send timeout, and the application's `StreamRegistry`.  Runs on asyncio.
 """
 
 from __future__ import annotations
@@ -16,12 +17,28 @@ from typing import TYPE_CHECKING, Any
 from ssekit._registry import STATE_KEY, StreamRegistry
 from ssekit._stream import SSEStream
 from ssekit.adapters._common import SSE_HEADERS, SSERequest
-from ssekit.adapters._core import Authorize, Factory, Refuse, StreamEndpoint, admit, track
+from ssekit.adapters._core import (
+    AsyncBody,
+    Authorize,
+    AuthorizeTopics,
+    BrokerEndpoint,
+    Compress,
+    Factory,
+    Refuse,
+    StreamEndpoint,
+    admit,
+    compression_policy,
+    merge_headers,
+    negotiate_encoding,
+    track,
+)
+from ssekit.adapters._mount import Mounts
+from ssekit.broker import Broker, SlowPolicy
 
 if TYPE_CHECKING:
     from ssekit.adapters._core import StreamOptionsDict, Unpack
 
-__all__ = ["DEFAULT_SEND_TIMEOUT", "SSEApp", "send_refusal", "serve_stream"]
+__all__ = ["DEFAULT_SEND_TIMEOUT", "SSEApp", "SSEMiddleware", "send_refusal", "serve_stream"]
 
 logger = logging.getLogger("ssekit")
 
@@ -58,12 +75,14 @@ async def serve_stream(
     headers: Sequence[tuple[bytes, bytes]] = (),
     send_timeout: float | None = DEFAULT_SEND_TIMEOUT,
     registry: StreamRegistry | None = None,
+    compress: Compress = False,
 ) -> None:
     """Send `stream` as the response, until it ends or the client leaves; then close it.
 
     The client is gone when `http.disconnect` arrives, when a send fails, or when one send takes
     longer than `send_timeout` seconds (a client that stopped reading).  Either way the stream is
-    closed, which closes its source.
+    closed, which closes its source.  With `compress=` (see `CompressionPolicy`) the coding is
+    chosen from the request's `Accept-Encoding` and every write batch is compressed and flushed.
     """
     if scope.get("method") != "HEAD":
         # not `registry or ...`: an empty registry is falsy (it has __len__)
@@ -74,15 +93,22 @@ async def serve_stream(
             return
     names = {name.lower() for name, _ in headers}
     raw_headers = [h for h in _SSE_RAW_HEADERS if h[0] not in names] + list(headers)
+    policy = compression_policy(compress)
+    encoding = None
+    if policy.enabled:
+        text_headers = _text_headers(raw_headers)
+        encoding = negotiate_encoding(policy, _header(scope, b"accept-encoding"), text_headers)
+        raw_headers = _raw(merge_headers(text_headers, encoding.headers))
     await send({"type": "http.response.start", "status": status, "headers": raw_headers})
     if scope.get("method") == "HEAD":
         await stream.aclose()
         await send({"type": "http.response.body", "body": b"", "more_body": False})
         return
+    body: AsyncBody = stream if encoding is None else encoding.abody(stream)
     # not `registry or ...`: an empty registry is falsy (it has __len__)
     untrack = track(registry_of(scope) if registry is None else registry, stream)
     loop = asyncio.get_running_loop()
-    pump = loop.create_task(_pump(stream, send, send_timeout))
+    pump = loop.create_task(_pump(body, send, send_timeout))
     watcher = loop.create_task(_wait_for_disconnect(receive))
     try:
         await asyncio.wait((pump, watcher), return_when=asyncio.FIRST_COMPLETED)
@@ -125,7 +151,24 @@ class _SendWatchdog:
         self._timer.cancel()
 
 
-async def _pump(stream: SSEStream, send: Send, send_timeout: float | None) -> bool:
+def _header(scope: Scope, name: bytes) -> str | None:
+    """A request header's value (the last one), or None."""
+    found = None
+    for key, value in scope.get("headers", ()):
+        if key.lower() == name:
+            found = value
+    return None if found is None else bytes(found).decode("latin-1")
+
+
+def _text_headers(raw: Sequence[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
+    return [(name.decode("latin-1"), value.decode("latin-1")) for name, value in raw]
+
+
+def _raw(headers: Sequence[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    return [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers]
+
+
+async def _pump(stream: AsyncBody, send: Send, send_timeout: float | None) -> bool:
     """Write the stream; True if it ended by itself, False if the client went away."""
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
@@ -203,10 +246,11 @@ class SSEApp:
         registry: StreamRegistry | None = None,
         send_timeout: float | None = DEFAULT_SEND_TIMEOUT,
         authorize: Authorize[SSERequest] | None = None,
+        compress: Compress = False,
         **options: Unpack[StreamOptionsDict],
     ) -> None:
         self.endpoint = StreamEndpoint(
-            factory, methods=methods, authorize=authorize, options=options
+            factory, methods=methods, authorize=authorize, compress=compress, options=options
         )
         self.registry = registry if registry is not None else StreamRegistry()
         self.send_timeout = send_timeout
@@ -223,17 +267,161 @@ class SSEApp:
             await send_refusal(send, stream)
             return
         await serve_stream(
-            stream, scope, receive, send, send_timeout=self.send_timeout, registry=self.registry
+            stream,
+            scope,
+            receive,
+            send,
+            send_timeout=self.send_timeout,
+            registry=self.registry,
+            compress=self.endpoint.compression,
         )
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
+        await _registry_lifespan(self.registry, receive, send)
+
+
+async def _registry_lifespan(registry: StreamRegistry, receive: Receive, send: Send) -> None:
+    """A lifespan of its own: the registry's signal handlers while serving, streams ended after."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            registry.install_signal_handlers()
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            registry.close_all()
+            registry.restore_signal_handlers()
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+class SSEMiddleware:
+    """Wraps any ASGI app and serves ssekit streams under given paths; the rest goes to `app`.
+
+    ```
+    app = SSEMiddleware(litestar_app)
+    app.add_broker("/events", broker, authorize=may_follow)  # GET /events/<topic>
+    app.add_stream("/clock", lambda request: ticks(), heartbeat=10)
+    ```
+
+    A mounted path behaves as `SSEApp` and Starlette's `broker_route` do (405 with `Allow`,
+    400 for a bad topic, 403 when `authorize` says no, 503 at a topic's cap, `Last-Event-ID`
+    resume, HEAD, `compress=`); factories and hooks get an `SSERequest`.  Every other request,
+    websocket and lifespan messages included, reaches `app` untouched.  The lifespan is also
+    where the middleware chains the registry's SIGINT/SIGTERM handlers (after `app`'s startup
+    completes) and ends open streams (when the shutdown arrives, before `app` sees it); an app
+    that refuses lifespan scopes gets them answered by the middleware instead.
+    """
+
+    def __init__(
+        self,
+        app: Callable[[Scope, Receive, Send], Awaitable[None]],
+        *,
+        registry: StreamRegistry | None = None,
+        send_timeout: float | None = DEFAULT_SEND_TIMEOUT,
+    ) -> None:
+        self.app = app
+        self.registry = registry if registry is not None else StreamRegistry()
+        self.send_timeout = send_timeout
+        self._mounts = Mounts()
+
+    def add_stream(
+        self,
+        path: str,
+        factory: Factory[SSERequest],
+        *,
+        methods: Iterable[str] = (),
+        authorize: Authorize[SSERequest] | None = None,
+        compress: Compress = False,
+        **options: Unpack[StreamOptionsDict],
+    ) -> SSEMiddleware:
+        """Serve `factory(request)` (sync or async) at exactly `path`; options checked here."""
+        endpoint = StreamEndpoint(
+            factory, methods=methods, authorize=authorize, compress=compress, options=options
+        )
+        self._mounts.add_stream(path, endpoint)
+        return self
+
+    def add_broker(
+        self,
+        prefix: str,
+        broker: Broker,
+        *,
+        authorize: AuthorizeTopics[SSERequest] | None = None,
+        policy: SlowPolicy = "disconnect",
+        compress: Compress = False,
+        **options: Unpack[StreamOptionsDict],
+    ) -> SSEMiddleware:
+        """Serve `broker`'s topic `<topic>` at `<prefix>/<topic>`, resuming from `Last-Event-ID`.
+
+        `authorize(request, [topic])` (sync or async) returning False, or raising, gives 403.
+        """
+        endpoint = BrokerEndpoint[SSERequest](
+            broker, authorize=authorize, policy=policy, compress=compress, options=options
+        )
+        self._mounts.add_broker(prefix, endpoint)
+        return self
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(scope, receive, send)
+            return
+        found = self._mounts.match(scope.get("path", "")) if scope["type"] == "http" else None
+        if found is None:
+            await self.app(scope, receive, send)
+            return
+        request = SSERequest.from_asgi(scope)
+        if found.stream is not None:
+            answer = await found.stream.aopen(request, request.method)
+            compression = found.stream.compression
+        else:
+            assert found.broker is not None
+            answer = await self._broker(found.broker, request, found.topic)
+            compression = found.broker.compression
+        if isinstance(answer, Refuse):
+            await send_refusal(send, answer)
+            return
+        await serve_stream(
+            answer,
+            scope,
+            receive,
+            send,
+            send_timeout=self.send_timeout,
+            registry=self.registry,
+            compress=compression,
+        )
+
+    @staticmethod
+    async def _broker(
+        endpoint: BrokerEndpoint[SSERequest], request: SSERequest, topic: str
+    ) -> SSEStream | Refuse:
+        if request.method not in ("GET", "HEAD"):
+            return Refuse(405, "Method Not Allowed", (("Allow", "GET, HEAD"),))
+        decision = await endpoint.adecide(request, topic, request.last_event_id)
+        return endpoint.respond(decision)
+
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        received = False
+
+        async def app_receive() -> Message:
+            nonlocal received
             message = await receive()
-            if message["type"] == "lifespan.startup":
+            received = True
+            if message["type"] == "lifespan.shutdown":
+                self.registry.close_all()  # the streams end first, so the server can stop
+            return message
+
+        async def app_send(message: Message) -> None:
+            if message["type"] == "lifespan.startup.complete":
                 self.registry.install_signal_handlers()
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                self.registry.close_all()
+            elif message["type"] in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
                 self.registry.restore_signal_handlers()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+            await send(message)
+
+        try:
+            await self.app(scope, app_receive, app_send)
+        except Exception:
+            if received:
+                raise
+            # The app takes no lifespan (Django's ASGI handler raises for it): answer it here.
+            logger.debug("ssekit: the wrapped app refused the lifespan scope; handling it here")
+            await _registry_lifespan(self.registry, receive, send)

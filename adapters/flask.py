@@ -35,13 +35,16 @@ from ssekit.adapters._core import (
     Authorize,
     AuthorizeTopics,
     BrokerEndpoint,
+    Compress,
     Refuse,
     admit,
     allowed,
     checked_options,
+    compression_policy,
     make_stream,
+    merge_headers,
 )
-from ssekit.adapters._wsgi_body import StreamBody, client_socket, warn_if_blocking_worker
+from ssekit.adapters._wsgi_body import encoding_of, open_body
 from ssekit.broker import Broker, SlowPolicy
 
 if TYPE_CHECKING:
@@ -83,23 +86,31 @@ def sse_response(
     *,
     status: int = 200,
     headers: Mapping[str, str] | None = None,
+    compress: Compress = False,
     **options: Unpack[StreamOptionsDict],
 ) -> Response:
-    """A streaming `Response` for `source`; keyword arguments are `to_sse()` options."""
+    """A streaming `Response` for `source`; keyword arguments are `to_sse()` options.
+
+    `compress=True` (or a tuple of codings) compresses the stream when the request's
+    `Accept-Encoding` allows, flushing every write batch; a `Vary` in `headers` is kept and
+    joined with compression's.
+    """
+    policy = compression_policy(compress)
     stream = make_stream(source, options)
     refused = None if request.method == "HEAD" else admit(registry(), stream)
     if refused is not None:  # at the registry's max_streams: 503, at once
         stream.close()
         return _plain(refused)
-    warn_if_blocking_worker(request.environ)
-    connection = client_socket(request.environ)
+    given = dict(headers or {})
+    names = {name.lower() for name in given}
+    base = [h for h in SSE_HEADERS if h[0].lower() not in names] + list(given.items())
+    encoding = encoding_of(request.environ, policy, base)
     # Flask pops the request and app contexts before the server reads the body: the source
     # starts in a copy of the view's, and sees `request`, `g` and `last_event_id()` as it did.
-    body = StreamBody(stream, registry(), connection, contextvars.copy_context())
-    response = current_app.response_class(body, status=status, headers=list(SSE_HEADERS))
-    for name, value in (headers or {}).items():
-        response.headers[name] = value
-    return response
+    body = open_body(stream, request.environ, encoding, registry(), contextvars.copy_context())
+    return current_app.response_class(
+        body, status=status, headers=merge_headers(base, encoding.headers)
+    )
 
 
 View = Callable[..., Any]
@@ -115,6 +126,7 @@ def sse(
     /,
     *,
     authorize: Authorize[Request] | None = None,
+    compress: Compress = False,
     **options: Unpack[StreamOptionsDict],
 ) -> Callable[[View], Callable[..., Response]]: ...
 
@@ -124,15 +136,17 @@ def sse(
     /,
     *,
     authorize: Authorize[Request] | None = None,
+    compress: Compress = False,
     **options: Unpack[StreamOptionsDict],
 ) -> Any:
     """Turn a view that returns (or is) a source into a stream response: `@sse` or `@sse(...)`.
 
     A view that returns a `Response` (a redirect, an error) is passed through untouched.
     `authorize(request)` (sync or async) returning False, or raising, gives 403 before the view
-    runs.  Options are checked when the view is decorated.
+    runs.  Options (and `compress=`) are checked when the view is decorated.
     """
     checked_options(options)
+    policy = compression_policy(compress)
 
     def decorate(view: View) -> Callable[..., Response]:
         @functools.wraps(view)
@@ -142,7 +156,7 @@ def sse(
             result = view(*args, **kwargs)
             if isinstance(result, Response):
                 return result
-            return sse_response(result, **options)
+            return sse_response(result, compress=policy, **options)
 
         return wrapper
 
@@ -160,6 +174,7 @@ def broker_view(
     *,
     authorize: AuthorizeTopics[Request] | None = None,
     policy: SlowPolicy = "disconnect",
+    compress: Compress = False,
     **options: Unpack[StreamOptionsDict],
 ) -> Callable[[str], Response]:
     """A view taking `topic` that streams `broker`'s events, resuming from `last_event_id()`.
@@ -171,11 +186,15 @@ def broker_view(
     `authorize(request, topics)` (sync or async) returning False, or raising, gives 403; an
     empty or too long topic, 400; a topic at its subscriber cap, 503.
     """
-    endpoint = BrokerEndpoint[Request](broker, authorize=authorize, policy=policy, options=options)
+    endpoint = BrokerEndpoint[Request](
+        broker, authorize=authorize, policy=policy, compress=compress, options=options
+    )
 
     def view(topic: str) -> Response:
         answer = endpoint.respond(endpoint.decide(request, topic, last_event_id()))
-        return _plain(answer) if isinstance(answer, Refuse) else sse_response(answer)
+        if isinstance(answer, Refuse):
+            return _plain(answer)
+        return sse_response(answer, compress=endpoint.compression)
 
     view.__name__ = f"ssekit_broker_{id(broker):x}"
     return view

@@ -34,9 +34,11 @@ from ssekit.adapters._core import (
     Authorize,
     AuthorizeTopics,
     BrokerEndpoint,
+    Compress,
     Factory,
     Refuse,
     StreamEndpoint,
+    compression_policy,
     make_stream,
 )
 from ssekit.adapters.asgi import DEFAULT_SEND_TIMEOUT, serve_stream
@@ -57,8 +59,9 @@ class SSEResponse(Response):
     """A `text/event-stream` response for a source (any chunk iterable) or an `SSEStream`.
 
     Keyword arguments beyond Starlette's are `to_sse()` options (checked here), plus
-    `send_timeout` (seconds one write may take before the client is deemed gone) and `registry`
-    (defaults to the one the app's lifespan provides).
+    `send_timeout` (seconds one write may take before the client is deemed gone), `registry`
+    (defaults to the one the app's lifespan provides) and `compress` (True or a tuple of codings:
+    compressed when the request's `Accept-Encoding` allows, every write batch flushed).
     """
 
     media_type = "text/event-stream"
@@ -73,8 +76,10 @@ class SSEResponse(Response):
         *,
         send_timeout: float | None = DEFAULT_SEND_TIMEOUT,
         registry: StreamRegistry | None = None,
+        compress: Compress = False,
         **options: Unpack[StreamOptionsDict],
     ) -> None:
+        self.compression = compression_policy(compress)
         self.stream = make_stream(content, options)
         self.status_code = status_code
         self.media_type = self.media_type if media_type is None else media_type
@@ -95,15 +100,16 @@ class SSEResponse(Response):
             headers=self.raw_headers,
             send_timeout=self.send_timeout,
             registry=self.registry,
+            compress=self.compression,
         )
         if self.background is not None:
             await self.background()
 
 
-def _response(answer: SSEStream | Refuse) -> Response:
+def _response(answer: SSEStream | Refuse, compress: Compress) -> Response:
     if isinstance(answer, Refuse):
         return PlainTextResponse(answer.reason, answer.status, dict(answer.headers))
-    return SSEResponse(answer)
+    return SSEResponse(answer, compress=compress)
 
 
 def sse_route(
@@ -113,6 +119,7 @@ def sse_route(
     methods: tuple[str, ...] = (),
     name: str | None = None,
     authorize: Authorize[Request] | None = None,
+    compress: Compress = False,
     **options: Unpack[StreamOptionsDict],
 ) -> Route:
     """A `Route` that streams `factory(request)` (sync or async) with `to_sse()` options.
@@ -120,10 +127,12 @@ def sse_route(
     `authorize(request)` (sync or async) returning False, or raising, gives 403.  Without
     `name`, the route is named `"sse:" + path`.
     """
-    endpoint = StreamEndpoint(factory, methods=methods, authorize=authorize, options=options)
+    endpoint = StreamEndpoint(
+        factory, methods=methods, authorize=authorize, compress=compress, options=options
+    )
 
     async def stream(request: Request) -> Response:
-        return _response(await endpoint.aopen(request, request.method))
+        return _response(await endpoint.aopen(request, request.method), endpoint.compression)
 
     return Route(path, stream, methods=list(endpoint.methods), name=name or f"sse:{path}")
 
@@ -136,6 +145,7 @@ def broker_route(
     topic_param: str = "topic",
     policy: SlowPolicy = "disconnect",
     name: str | None = None,
+    compress: Compress = False,
     **options: Unpack[StreamOptionsDict],
 ) -> Route:
     """A `Route` streaming the topic named in the path, resuming from `Last-Event-ID`.
@@ -148,11 +158,13 @@ def broker_route(
     empty or too long topic, 400; a topic at its subscriber cap, 503.  Without `name`, the route
     is named `"broker:" + path`.
     """
-    endpoint = BrokerEndpoint[Request](broker, authorize=authorize, policy=policy, options=options)
+    endpoint = BrokerEndpoint[Request](
+        broker, authorize=authorize, policy=policy, compress=compress, options=options
+    )
 
     async def events(request: Request) -> Response:
         topic = request.path_params[topic_param]
         decision = await endpoint.adecide(request, topic, last_event_id(request))
-        return _response(endpoint.respond(decision))
+        return _response(endpoint.respond(decision), endpoint.compression)
 
     return Route(path, events, methods=["GET", "HEAD"], name=name or f"broker:{path}")

@@ -13,10 +13,12 @@ br, zstd; `pip install -e '.[compress]'` for the last two):
   the row with `Z_SYNC_FLUSH` shows what ssekit's `Z_PARTIAL_FLUSH` saves.
 - **CPU**: compressing every batch of the stream, best of several rounds, per event.
 - **memory**: resident memory per open stream's compressor after 200 events (200 streams).
-- **latency**: uvicorn serving the token stream at one event per 10 ms to an httpx client on
-  127.0.0.1: time from the source yielding an event to the client parsing it.  With `--browser`,
-  also headless Chromium's `EventSource` at one event per 200 ms, directly and through nginx
-  (its default proxy settings) when nginx is installed: yield to `onmessage`.
+- **latency**: the token stream at one event per 10 ms through the adapters' own `compress=`
+  (Starlette's `sse_route` under uvicorn, Flask's `sse_response` under werkzeug) to an httpx
+  client on 127.0.0.1: time from the source yielding an event to the client parsing it.  With
+  `--browser`, also headless Chromium's `EventSource` at one event per 200 ms, from both and
+  through nginx (its default proxy settings) in front of uvicorn when nginx is installed: yield
+  to `onmessage`.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import platform
 import random
 import shutil
@@ -38,7 +41,6 @@ import zlib
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl
 
 import httpx
 import uvicorn
@@ -46,13 +48,10 @@ import uvicorn
 import ssekit
 from ssekit import EventParser, to_sse
 from ssekit._compress import (
-    AsyncCompressedBody,
-    CompressionPolicy,
     StreamCompressor,
     available_codings,
 )
 from ssekit._compress import make_compressor as _make
-from ssekit.adapters._common import SSE_HEADERS
 
 TEXT = (
     "Server-Sent Events let a server push a stream of text events to a browser over one HTTP "
@@ -206,42 +205,79 @@ window.start = (url) => {
 </script>"""
 
 
-def app_for(default: CompressionPolicy) -> Any:
-    """`/` a page for the browser; `/events?n=N&interval=S&only=CODING` the paced token stream
-    (`only`: the one coding allowed, or "identity"; default: `default`)."""
-    policies = {"identity": CompressionPolicy(False)}
-    policies.update((c, CompressionPolicy((c,))) for c in available_codings())
+def paced_sync(n: int, interval: float) -> Iterator[dict[str, Any]]:
+    for i, token in enumerate(llm_tokens(n)):
+        if i:
+            time.sleep(interval)
+        yield {**token, "t": time.time(), "last": i == n - 1}
 
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            while (await receive())["type"] != "lifespan.shutdown":
-                await send({"type": "lifespan.startup.complete"})
-            await send({"type": "lifespan.shutdown.complete"})
-            return
-        if scope["path"] == "/":
-            page_headers = [(b"content-type", b"text/html")]
-            await send({"type": "http.response.start", "status": 200, "headers": page_headers})
-            await send({"type": "http.response.body", "body": PAGE})
-            return
-        query = dict(parse_qsl(scope["query_string"].decode()))
-        policy = policies.get(query.get("only", ""), default)
-        accept = dict(scope["headers"]).get(b"accept-encoding", b"").decode("latin-1")
-        coding = policy.choose(accept)
-        headers = [*SSE_HEADERS, *policy.headers(coding)]
-        raw = [(k.lower().encode(), v.encode()) for k, v in headers]
-        await send({"type": "http.response.start", "status": 200, "headers": raw})
-        n, interval = int(query.get("n", "100")), float(query.get("interval", "0.01"))
-        body: Any = to_sse(paced(n, interval), heartbeat=None, flush="each")
-        if coding is not None:
-            body = AsyncCompressedBody(body, policy.compressor(coding))
-        try:
-            async for piece in body:
-                await send({"type": "http.response.body", "body": piece, "more_body": True})
-            await send({"type": "http.response.body", "body": b""})
-        finally:
-            await body.aclose()
 
+def _compress_choices() -> dict[str, Any]:
+    """Route label -> `compress=`: each coding alone, identity (off), and "default" (True)."""
+    choices: dict[str, Any] = {"identity": False, "default": True}
+    choices.update((c, (c,)) for c in available_codings())
+    return choices
+
+
+def _size(query: Any) -> tuple[int, float]:
+    return int(query.get("n", "100")), float(query.get("interval", "0.01"))
+
+
+def starlette_app() -> Any:
+    """Starlette under uvicorn: `/` a page; `/events/<label>?n=N&interval=S` the paced token
+    stream through `sse_route(..., compress=...)`, the ASGI adapters' path."""
+    from starlette.applications import Starlette
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    from ssekit.adapters.starlette import sse_route
+
+    async def page(request: Any) -> Response:
+        return Response(PAGE, media_type="text/html")
+
+    def factory(request: Any) -> AsyncIterator[dict[str, Any]]:
+        return paced(*_size(request.query_params))
+
+    routes = [Route("/", page)]
+    for label, compress in _compress_choices().items():
+        routes.append(
+            sse_route(f"/events/{label}", factory, compress=compress, heartbeat=None, flush="each")
+        )
+    return Starlette(routes=routes)
+
+
+def flask_app() -> Any:
+    """The same under Flask (`sse_response(..., compress=...)`), the WSGI adapters' path."""
+    from flask import Flask, request
+
+    from ssekit.adapters.flask import sse_response
+
+    app = Flask("bench_compress")
+    app.add_url_rule("/", "page", lambda: PAGE)
+    for label, compress in _compress_choices().items():
+
+        def view(compress: Any = compress) -> Any:
+            source = paced_sync(*_size(request.args))
+            return sse_response(source, compress=compress, heartbeat=None, flush="each")
+
+        app.add_url_rule(f"/events/{label}", f"events_{label}", view)
     return app
+
+
+@contextlib.contextmanager
+def serve_wsgi(app: Any) -> Iterator[str]:
+    from werkzeug.serving import make_server
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no access log in the figures
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
 
 
 @contextlib.contextmanager
@@ -287,7 +323,7 @@ def browser_rows(urls: dict[str, str], n: int, interval: float) -> None:
     from playwright.sync_api import sync_playwright
 
     print(f"\nChromium EventSource, {n} tokens one per {interval * 1000:.0f} ms, flush='each'")
-    print(f"  {'route':10} {'coding':10} {'median':>8} {'p95':>8} {'max':>8}")
+    print(f"  {'route':18} {'coding':10} {'median':>8} {'p95':>8} {'max':>8}")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=shutil.which("chromium"), args=CHROMIUM_ARGS, headless=True
@@ -298,13 +334,13 @@ def browser_rows(urls: dict[str, str], n: int, interval: float) -> None:
                     context = browser.new_context()
                     page = context.new_page()
                     page.goto(f"{url}/")
-                    stream = f"{url}/events?n={n}&interval={interval}&only={coding}"
+                    stream = f"{url}/events/{coding}?n={n}&interval={interval}"
                     page.evaluate("(url) => window.start(url)", stream)
                     page.wait_for_function(f"window.arrivals.length >= {n}", timeout=60_000)
                     delays: list[float] = page.evaluate("window.arrivals")
                     context.close()
                     print(
-                        f"  {route:10} {coding:10} {statistics.median(delays):>6.2f}ms "
+                        f"  {route:18} {coding:10} {statistics.median(delays):>6.2f}ms "
                         f"{pct(delays, 0.95):>6.2f}ms {max(delays):>6.2f}ms"
                     )
         finally:
@@ -395,23 +431,26 @@ def main() -> None:
         print(f"  {coding:10} {memory_per_stream(coding):>6.0f} KiB")
 
     print(
-        f"\nLatency: uvicorn + httpx on 127.0.0.1, {http_events} tokens one per "
-        f"{interval * 1000:.0f} ms, flush='each'"
+        f"\nLatency: httpx on 127.0.0.1, {http_events} tokens one per "
+        f"{interval * 1000:.0f} ms, flush='each', through the adapters' compress="
     )
-    print(f"  {'coding':10} {'median':>8} {'p95':>8} {'max':>8} {'wire bytes':>11}")
-    policy = CompressionPolicy(True)
-    with serve(app_for(policy)) as url:
-        for coding in ("identity", *available_codings()):
-            delays, wire = latency(f"{url}/events?n={http_events}&interval={interval}", coding)
-            assert len(delays) == http_events, (coding, len(delays))
-            print(
-                f"  {coding:10} {statistics.median(delays):>6.2f}ms {pct(delays, 0.95):>6.2f}ms "
-                f"{max(delays):>6.2f}ms {wire:>11,}"
-            )
+    print(f"  {'route':18} {'coding':10} {'median':>8} {'p95':>8} {'max':>8} {'wire bytes':>11}")
+    with serve(starlette_app()) as asgi_url, serve_wsgi(flask_app()) as wsgi_url:
+        routes = {"starlette+uvicorn": asgi_url, "flask+werkzeug": wsgi_url}
+        for route, url in routes.items():
+            for coding in ("identity", *available_codings()):
+                stream = f"{url}/events/{coding}?n={http_events}&interval={interval}"
+                delays, wire = latency(stream, coding)
+                assert len(delays) == http_events, (coding, len(delays))
+                print(
+                    f"  {route:18} {coding:10} {statistics.median(delays):>6.2f}ms "
+                    f"{pct(delays, 0.95):>6.2f}ms {max(delays):>6.2f}ms {wire:>11,}"
+                )
         if args.browser:
-            with nginx(url) as proxied:
-                urls = {"direct": url} if proxied is None else {"direct": url, "nginx": proxied}
-                browser_rows(urls, 10 if args.quick else 50, 0.2)
+            with nginx(asgi_url) as proxied:
+                if proxied is not None:
+                    routes["starlette+nginx"] = proxied
+                browser_rows(routes, 10 if args.quick else 50, 0.2)
     if target_failed:
         print("\nA target failed (see above).")
 
