@@ -637,3 +637,36 @@ def test_a_resume_from_a_trimmed_id_over_http_gets_a_reset(
     reset, event = events[:2]
     assert (reset.type, reset.last_event_id) == (RESET_EVENT, ids[-1])
     assert (event.data, event.last_event_id) == ("live", live)
+
+
+def test_close_topic_and_counts_reach_every_process(
+    apps: tuple[BrokerApp, BrokerApp], redis_server: RedisServer, topic: str
+) -> None:
+    """A client on process A, one on B and a subscription here: `subscriber_count()` here sees
+    all three; `close_topic()` here ends all three streams with the farewell, after the events
+    published before it; then the count is 0 everywhere."""
+    broker = RedisBroker(redis_server.url)
+    try:
+        with contextlib.ExitStack() as stack:
+            client = stack.enter_context(httpx.Client(timeout=10.0))
+            responses = [
+                stack.enter_context(client.stream("GET", f"{app.url}/events/{topic}"))
+                for app in apps
+            ]
+            for app in apps:
+                wait_subscribed(app, topic, 1)
+            local = broker.subscribe(topic)
+            wait_until(lambda: broker.subscriber_count(topic) == 3, "three subscribers counted")
+            broker.publish(topic, {"n": 0})
+            wait_until(lambda: queued(local), "delivery here")
+            assert broker.close_topic(topic, farewell="bye") == 1
+            for response in responses:
+                events = EventParser().feed(b"".join(response.iter_bytes()))  # ends
+                assert [e.data for e in events] == ['{"n":0}', "bye"]
+        events = EventParser().feed(b"".join(to_sse(local, heartbeat=None)))
+        assert [e.data for e in events] == ['{"n":0}', "bye"]
+        for app in apps:
+            wait_subscribed(app, topic, 0)
+        wait_until(lambda: broker.subscriber_count(topic) == 0, "no subscriber counted")
+    finally:
+        broker.close()

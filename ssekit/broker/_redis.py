@@ -40,10 +40,13 @@ from ssekit.broker._hub import (
 from ssekit.broker._redis_control import (
     CONTROL_MAX_LENGTH,
     NAMESPACE,
+    PULSE_FIELD,
+    PULSE_MAX_LENGTH,
     Presence,
     close_command,
     control_key,
     ending_of,
+    pulse_key,
     wake_key,
 )
 from ssekit.broker._redis_reader import READ_BLOCK_MS, Reader
@@ -120,8 +123,10 @@ class RedisBroker(HubBroker):
         #: was first followed), and where the reader is in the control and wake streams.
         self._lock = threading.Lock()
         self._following: dict[str, StreamId] = {}
-        self._control_last = "0-0"
-        self._wake_last = "0-0"
+        self._pulse_key = pulse_key(prefix)
+        #: Newly followed topics, which the reader reads once before relying on pulses.
+        self._unread: set[str] = set()
+        self._control_last = self._wake_last = self._pulse_last = "0-0"
         self._reader: Reader | None = None
         self._presence = Presence(self._id, prefix, self._hub, self._following_topics)
         self._closed = threading.Event()
@@ -139,10 +144,10 @@ class RedisBroker(HubBroker):
         self._hub.ensure_open()
         check_topic(topic)
         body = frame_body(chunk, event, self._serializer)
-        entry_id = self._client.xadd(
-            self._key(topic), {_BODY: body}, maxlen=self.max_length, approximate=True
-        )
-        return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+        pipe = self._client.pipeline(transaction=False)  # one round trip
+        pipe.xadd(self._key(topic), {_BODY: body}, maxlen=self.max_length, approximate=True)
+        pipe.xadd(self._pulse_key, {PULSE_FIELD: topic}, maxlen=PULSE_MAX_LENGTH, approximate=True)
+        return _text(pipe.execute()[0])
 
     async def apublish(self, topic: str, chunk: Any, *, event: str | None = None) -> str:
         """`publish()` for async code (the Redis round trip runs in a thread)."""
@@ -193,7 +198,9 @@ class RedisBroker(HubBroker):
             started = self._ensure_reader()
             new = [name for name in dict.fromkeys(names) if name not in self._following]
             if new:
-                self._following.update(self._stream_ends(new))
+                ends = self._stream_ends([self._key(name) for name in new])
+                self._following.update(zip(new, ends, strict=True))
+                self._unread.update(new)
             # The newest id the reader knows is the topic's, for this process, until it delivers
             # more: a `reset` carries it, and a resume from it has nothing to replay.
             newest = {n: self._following[n] for n in names if self._following[n] != NO_POSITION}
@@ -218,7 +225,8 @@ class RedisBroker(HubBroker):
             return False
         if self._reader is not None:
             logger.error("ssekit: the Redis reader stopped unexpectedly; starting another")
-        self._control_last = format_id(self._stream_ends([self._control_key])[self._control_key])
+        control, pulse = self._stream_ends([self._control_key, self._pulse_key])
+        self._control_last, self._pulse_last = format_id(control), format_id(pulse)
         self._wake_last = self._wake()
         self._reader = Reader(self)
         self._reader.start()
@@ -232,20 +240,19 @@ class RedisBroker(HubBroker):
         entry_id = pipe.execute()[0]
         return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
 
-    def _stream_ends(self, keys_or_topics: list[str]) -> dict[str, StreamId]:
-        """The last id each stream generated (0-0 if it has none), by topic (or control key)."""
+    def _stream_ends(self, keys: list[str]) -> list[StreamId]:
+        """The last id each stream generated (0-0 if there is no such stream, or no stream)."""
         pipe = self._client.pipeline(transaction=False)
-        for name in keys_or_topics:
-            pipe.xinfo_stream(name if name == self._control_key else self._key(name))
-        ends = {}
-        for name, info in zip(keys_or_topics, pipe.execute(raise_on_error=False), strict=True):
+        for key in keys:
+            pipe.xinfo_stream(key)
+        ends = []
+        for info in pipe.execute(raise_on_error=False):
             if isinstance(info, redis.ConnectionError | redis.TimeoutError):
                 raise info
             last: Any = b"0-0"
-            if isinstance(info, dict):  # else no such stream yet (or not a stream)
+            if isinstance(info, dict):
                 last = info.get("last-generated-id") or info.get(b"last-generated-id") or last
-            text = last.decode() if isinstance(last, bytes) else str(last)
-            ends[name] = parse_id(text) or NO_POSITION
+            ends.append(parse_id(_text(last)) or NO_POSITION)
         return ends
 
     def _replay(self, topic: str, after: StreamId) -> list[tuple[StreamId, Encoded]] | None:
@@ -281,50 +288,83 @@ class RedisBroker(HubBroker):
         with self._lock:
             return list(self._following)
 
-    def _streams_to_read(self, parked: Collection[str]) -> dict[Any, Any]:
-        """The streams of the next read, each with the id to read after: the control and wake
-        streams, and every topic with a local subscriber (the others are dropped now)."""
+    def _blocking_streams(self) -> dict[Any, Any]:
+        """What the reader blocks on, each with the id to read after: control, wake, pulses."""
         with self._lock:
-            counts = self._hub.subscriber_counts(self._following)
-            for topic, count in counts.items():
-                if not count:
-                    del self._following[topic]
-            streams: dict[Any, Any] = {
+            return {
                 self._control_key: self._control_last,
                 self._wake_key: self._wake_last,
+                self._pulse_key: self._pulse_last,
             }
-            for topic, last in self._following.items():
-                if topic not in parked:
-                    streams[self.prefix + topic] = format_id(last)
-            return streams
 
-    def _dispatch(self, answer: Any) -> None:
-        """Hand what one read returned to the hub (topics), or act on it (control, wake)."""
+    def _topics_to_read(self, wanted: Collection[str] | None, parked: Collection[str]) -> Any:
+        """The topic streams to read now, each with the id to read after: `wanted` and the newly
+        followed topics; or, when `wanted` is None (a sweep), every topic that still has a local
+        subscriber (the others are dropped now: they cost nothing until subscribed again)."""
+        with self._lock:
+            if wanted is None:
+                for topic, count in self._hub.subscriber_counts(self._following).items():
+                    if not count:
+                        del self._following[topic]
+            names = self._following if wanted is None else {*wanted, *self._unread}
+            self._unread.clear()
+            following = self._following
+            return {
+                self.prefix + name: format_id(following[name])
+                for name in names
+                if name in following and name not in parked
+            }
+
+    def _note(self, answer: Any) -> tuple[set[str], list[Any]]:
+        """Take in what the blocking read returned: the topics pulsed, the control commands."""
+        pulsed: set[str] = set()
+        commands: list[Any] = []
+        with self._lock:
+            for raw_key, entries in answer:
+                if not entries:
+                    continue
+                key, newest = _text(raw_key), _text(entries[-1][0])
+                if key == self._pulse_key:
+                    self._pulse_last = newest
+                    for _id, fields in entries:
+                        with contextlib.suppress(KeyError, UnicodeDecodeError):
+                            pulsed.add(fields[PULSE_FIELD].decode())
+                elif key == self._control_key:
+                    self._control_last = newest
+                    commands += entries
+                elif key == self._wake_key:
+                    self._wake_last = newest
+        return pulsed, commands
+
+    def _deliver(self, answer: Any, count: int) -> set[str]:
+        """Hand the entries read to the hub, in order per topic; return the topics that may have
+        more (a full `count` was read)."""
+        more = set()
         hub = self._hub
         for raw_key, entries in answer:
             if not entries:
                 continue
-            key = raw_key.decode() if isinstance(raw_key, bytes) else str(raw_key)
-            newest = _text(entries[-1][0])
-            if key == self._wake_key:
-                self._wake_last = newest
-            elif key == self._control_key:
-                self._control_last = newest
-                self._apply_control(entries)
-            elif key.startswith(self.prefix):
-                topic = key[len(self.prefix) :]
-                last = None
-                for entry_id, fields in entries:
-                    last, data = _entry(entry_id, fields)
-                    hub.deliver(topic, last, data)
-                with self._lock:
-                    known = self._following.get(topic)
-                    if last is not None and known is not None and last > known:
-                        self._following[topic] = last
+            topic = _text(raw_key)[len(self.prefix) :]
+            last = None
+            for entry_id, fields in entries:
+                last, data = _entry(entry_id, fields)
+                hub.deliver(topic, last, data)
+            if len(entries) >= count:
+                more.add(topic)
+            with self._lock:
+                known = self._following.get(topic)
+                if last is not None and known is not None and last > known:
+                    self._following[topic] = last
+        return more
 
-    def _apply_control(self, entries: Any) -> None:
+    def _commanded_topics(self, commands: list[Any]) -> set[str]:
+        """The topics that control commands (from other brokers) name."""
         own = self._id.encode()
-        for _entry_id, fields in entries:
+        return {command[0] for _, fields in commands if (command := ending_of(fields, own))}
+
+    def _apply_control(self, commands: list[Any]) -> None:
+        own = self._id.encode()
+        for _entry_id, fields in commands:
             command = ending_of(fields, own)
             if command is not None:
                 self._hub.end_topic(*command)

@@ -5,6 +5,9 @@ key can reach:
 
 - `ssekit:broker:control:<prefix>`: a stream of commands every reader follows; `close_topic`
   appends one, and each process ends its own subscriptions of that topic with the farewell.
+- `ssekit:broker:pulse:<prefix>`: a stream of topic names, one per publish (appended with the
+  event, in the same round trip): the readers block on it, and then read just the topics named,
+  so a publish costs a reader the same with 10 or 10,000 topics followed.
 - `ssekit:broker:members:<prefix>`: a sorted set of live brokers, scored by when their
   presence expires (a process that died without a word drops out after `PRESENCE_TTL`).
 - `ssekit:broker:counts:<broker id>`: a hash, topic -> that broker's local subscriber count,
@@ -26,10 +29,13 @@ __all__ = [
     "CONTROL_MAX_LENGTH",
     "NAMESPACE",
     "PRESENCE_TTL",
+    "PULSE_FIELD",
+    "PULSE_MAX_LENGTH",
     "Presence",
     "close_command",
     "control_key",
     "ending_of",
+    "pulse_key",
     "wake_key",
 ]
 
@@ -38,6 +44,11 @@ NAMESPACE = "ssekit:broker:"
 #: How many commands the control stream keeps (approximately): a reader away longer than it
 #: takes to append these misses the oldest (its subscribers reconnected meanwhile anyway).
 CONTROL_MAX_LENGTH = 1000
+#: How many pulses the stream keeps (approximately): a reader further behind than that catches
+#: up through its sweep of every topic it follows (`SWEEP_INTERVAL`).
+PULSE_MAX_LENGTH = 10_000
+#: The pulse entry's single field: the topic published to.
+PULSE_FIELD = b"t"
 #: How long a broker's presence and counts outlive its last refresh (seconds).
 PRESENCE_TTL = 30.0
 #: Presence is refreshed this often; counts are written at most this often after a change.
@@ -48,6 +59,10 @@ COUNTS_MIN_GAP = 0.1
 
 def control_key(prefix: str) -> str:
     return f"{NAMESPACE}control:{prefix}"
+
+
+def pulse_key(prefix: str) -> str:
+    return f"{NAMESPACE}pulse:{prefix}"
 
 
 def wake_key(broker_id: str) -> str:

@@ -1,12 +1,15 @@
-"""The one reader thread of a `RedisBroker`: every local topic's stream through one `XREAD`.
+"""The one reader thread of a `RedisBroker`: every local topic's stream on one connection.
 
-Each turn it reads, with one blocking `XREAD` on one connection, the streams of all topics that
-have a subscriber in this process (each from the last id it delivered), the broker's control
-stream (`close_topic` from any process) and this broker's wake stream (a subscription to a topic
-not yet followed appends to it, so the read starts again with the new topic at once; appending
-cannot race with the read the way interrupting it could).  Topics without local subscribers are
-dropped from the next read: they cost nothing.  When Redis goes away it reconnects with capped
-backoff and goes on from the last id delivered per topic.
+It blocks (`XREAD BLOCK`) on three streams only: the pulse stream, where every publish names its
+topic; the control stream (`close_topic` from any process); and this broker's wake stream (a
+subscription to a topic not yet followed appends to it, so the reader reads that topic at once;
+appending cannot race with the read the way interrupting it could).  When pulses come, it reads
+(without blocking) just the pulsed topics that have a local subscriber, each from the last id it
+delivered, so a publish costs the same with 10 or 10,000 topics followed.  Once a second it also
+reads every followed topic (a sweep), which catches entries appended by other means than
+`publish()` and pulses trimmed before it read them.  Topics without local subscribers are
+dropped: they cost nothing.  When Redis goes away it reconnects with capped backoff and goes on
+from the last id delivered per topic.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
 import redis
@@ -21,7 +25,14 @@ import redis
 if TYPE_CHECKING:
     from ssekit.broker._redis import RedisBroker
 
-__all__ = ["BACKOFF_FIRST", "BACKOFF_MAX", "READ_BLOCK_MS", "READ_COUNT", "Reader"]
+__all__ = [
+    "BACKOFF_FIRST",
+    "BACKOFF_MAX",
+    "READ_BLOCK_MS",
+    "READ_COUNT",
+    "SWEEP_INTERVAL",
+    "Reader",
+]
 
 logger = logging.getLogger("ssekit")
 
@@ -29,6 +40,8 @@ logger = logging.getLogger("ssekit")
 READ_BLOCK_MS = 1000
 #: The most entries one XREAD takes from each stream.
 READ_COUNT = 500
+#: How often the reader reads every topic it follows, pulsed or not (seconds).
+SWEEP_INTERVAL = 1.0
 #: Reconnection backoff after Redis went away: first and largest delay, in seconds.
 BACKOFF_FIRST = 0.05
 BACKOFF_MAX = 2.0
@@ -56,17 +69,31 @@ class Reader(threading.Thread):
         broker = self._broker
         stopping = broker._closed
         delay = BACKOFF_FIRST
+        next_sweep = 0.0
         try:
             while not stopping.is_set():
                 try:
                     broker._presence.sync(self._client)
-                    streams = broker._streams_to_read(self._unparked())
-                    answer: Any = self._client.xread(streams, count=READ_COUNT, block=READ_BLOCK_MS)
+                    now = time.monotonic()
+                    if now >= next_sweep:
+                        next_sweep = now + SWEEP_INTERVAL
+                        self._read_topics(None)
+                    else:
+                        self._read_topics(())  # just the newly followed ones
+                    answer: Any = self._client.xread(
+                        broker._blocking_streams(), count=READ_COUNT, block=READ_BLOCK_MS
+                    )
+                    if answer:
+                        pulsed, commands = broker._note(answer)
+                        # Topics a close names are read first: their events come before it.
+                        self._read_topics(pulsed | broker._commanded_topics(commands))
+                        broker._apply_control(commands)
                 except (redis.ConnectionError, redis.TimeoutError) as exc:
                     if stopping.is_set():
                         return  # close() cut the connection
                     broker._hub.count("reconnects")
                     broker._presence.lost()
+                    next_sweep = 0.0  # read everything again once back
                     logger.warning("ssekit: Redis unavailable (%s); retrying in %.2f s", exc, delay)
                     if stopping.wait(delay):
                         return
@@ -79,6 +106,7 @@ class Reader(threading.Thread):
                     # while and keep serving the others rather than leave them without a reader.
                     broker._hub.count("read_errors")
                     logger.exception("ssekit: reading topics from Redis failed; retrying")
+                    next_sweep = 0.0
                     if not self._park_unreadable() and stopping.wait(BACKOFF_MAX):
                         return
                     continue
@@ -87,10 +115,23 @@ class Reader(threading.Thread):
                         return  # close() cut the connection under the blocking read
                     raise
                 delay = BACKOFF_FIRST
-                if answer:
-                    broker._dispatch(answer)
         finally:
             self._client.close()
+
+    def _read_topics(self, wanted: Collection[str] | None) -> None:
+        """Read `wanted` topics (all when None; the newly followed ones always) until none has
+        more, and hand their entries to the hub."""
+        broker = self._broker
+        while True:
+            streams = broker._topics_to_read(wanted, self._unparked())
+            if not streams:
+                return
+            answer: Any = self._client.xread(streams, count=READ_COUNT)
+            if not answer:
+                return
+            wanted = broker._deliver(answer, READ_COUNT)
+            if not wanted:
+                return
 
     def _unparked(self) -> set[str]:
         """The parked topics whose time out is not over (the others are read again)."""
