@@ -31,7 +31,7 @@ _MAX_PAIR_LENGTH = 3 * 4 * 256 + 43
 
 @lru_cache(maxsize=4096)
 def _quoted(topic: str) -> str:
-    return quote(topic, safe="/")
+    return quote(topic, safe="/", errors="surrogatepass")
 
 
 def compose_id(topics: Sequence[str], positions: Mapping[str, StreamId]) -> str:
