@@ -297,18 +297,21 @@ class RedisBroker(HubBroker):
                 self._pulse_key: self._pulse_last,
             }
 
-    def _topics_to_read(self, wanted: Collection[str] | None, parked: Collection[str]) -> Any:
+    def _topics_to_read(
+        self, wanted: Collection[str], parked: Collection[str], *, sweep: bool = False
+    ) -> Any:
         """The topic streams to read now, each with the id to read after: `wanted` and the newly
-        followed topics; or, when `wanted` is None (a sweep), every topic that still has a local
-        subscriber (the others are dropped now: they cost nothing until subscribed again)."""
+        followed topics, if they have a local subscriber.  On a `sweep`, those of `wanted` that
+        have none are dropped now: they cost nothing until subscribed again."""
         with self._lock:
-            if wanted is None:
-                for topic, count in self._hub.subscriber_counts(self._following).items():
-                    if not count:
-                        del self._following[topic]
-            names = self._following if wanted is None else {*wanted, *self._unread}
-            self._unread.clear()
             following = self._following
+            if sweep:
+                present = [name for name in wanted if name in following]
+                for topic, count in self._hub.subscriber_counts(present).items():
+                    if not count:
+                        del following[topic]
+            names = {*wanted, *self._unread}
+            self._unread.clear()
             return {
                 self.prefix + name: format_id(following[name])
                 for name in names

@@ -6,10 +6,10 @@ subscription to a topic not yet followed appends to it, so the reader reads that
 appending cannot race with the read the way interrupting it could).  When pulses come, it reads
 (without blocking) just the pulsed topics that have a local subscriber, each from the last id it
 delivered, so a publish costs the same with 10 or 10,000 topics followed.  Once a second it also
-reads every followed topic (a sweep), which catches entries appended by other means than
-`publish()` and pulses trimmed before it read them.  Topics without local subscribers are
-dropped: they cost nothing.  When Redis goes away it reconnects with capped backoff and goes on
-from the last id delivered per topic.
+reads every followed topic, or the next thousand of them (a sweep), which catches entries
+appended by other means than `publish()` and pulses trimmed before it read them.  Topics without
+local subscribers are dropped: they cost nothing.  When Redis goes away it reconnects with capped
+backoff, reads every followed topic from the last id it delivered, and goes on.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ __all__ = [
     "READ_BLOCK_MS",
     "READ_COUNT",
     "SWEEP_INTERVAL",
+    "SWEEP_TOPICS",
     "Reader",
 ]
 
@@ -42,6 +43,9 @@ READ_BLOCK_MS = 1000
 READ_COUNT = 500
 #: How often the reader reads every topic it follows, pulsed or not (seconds).
 SWEEP_INTERVAL = 1.0
+#: How many topics one sweep reads: with more topics, a sweep takes the next ones in turn, so
+#: its cost stays bounded (every topic is swept once per topics / SWEEP_TOPICS seconds).
+SWEEP_TOPICS = 1000
 #: Reconnection backoff after Redis went away: first and largest delay, in seconds.
 BACKOFF_FIRST = 0.05
 BACKOFF_MAX = 2.0
@@ -60,6 +64,8 @@ class Reader(threading.Thread):
         )
         #: Topics whose key cannot be read as a stream (WRONGTYPE): left out until then.
         self._parked: dict[str, float] = {}
+        #: The followed topics that the coming sweeps read, a chunk each.
+        self._sweeping: list[str] = []
 
     def interrupt(self) -> None:
         """Cut the connection under a blocking read (on close), so the reader stops at once."""
@@ -70,6 +76,7 @@ class Reader(threading.Thread):
         stopping = broker._closed
         delay = BACKOFF_FIRST
         next_sweep = 0.0
+        everything = True  # at start and after Redis was away: sweep every topic at once
         try:
             while not stopping.is_set():
                 try:
@@ -77,7 +84,8 @@ class Reader(threading.Thread):
                     now = time.monotonic()
                     if now >= next_sweep:
                         next_sweep = now + SWEEP_INTERVAL
-                        self._read_topics(None)
+                        self._sweep(everything)
+                        everything = False
                     else:
                         self._read_topics(())  # just the newly followed ones
                     answer: Any = self._client.xread(
@@ -93,7 +101,7 @@ class Reader(threading.Thread):
                         return  # close() cut the connection
                     broker._hub.count("reconnects")
                     broker._presence.lost()
-                    next_sweep = 0.0  # read everything again once back
+                    next_sweep, everything = 0.0, True  # read everything again once back
                     logger.warning("ssekit: Redis unavailable (%s); retrying in %.2f s", exc, delay)
                     if stopping.wait(delay):
                         return
@@ -106,7 +114,7 @@ class Reader(threading.Thread):
                     # while and keep serving the others rather than leave them without a reader.
                     broker._hub.count("read_errors")
                     logger.exception("ssekit: reading topics from Redis failed; retrying")
-                    next_sweep = 0.0
+                    next_sweep, everything = 0.0, True
                     if not self._park_unreadable() and stopping.wait(BACKOFF_MAX):
                         return
                     continue
@@ -118,12 +126,25 @@ class Reader(threading.Thread):
         finally:
             self._client.close()
 
-    def _read_topics(self, wanted: Collection[str] | None) -> None:
-        """Read `wanted` topics (all when None; the newly followed ones always) until none has
-        more, and hand their entries to the hub."""
+    def _sweep(self, everything: bool) -> None:
+        """Read every followed topic, or the next `SWEEP_TOPICS` of them in turn; drop those
+        that have no local subscriber left."""
+        if everything:
+            self._sweeping = []
+            self._read_topics(self._broker._following_topics(), sweep=True)
+            return
+        if not self._sweeping:
+            self._sweeping = self._broker._following_topics()
+        chunk, self._sweeping = self._sweeping[:SWEEP_TOPICS], self._sweeping[SWEEP_TOPICS:]
+        self._read_topics(chunk, sweep=True)
+
+    def _read_topics(self, wanted: Collection[str], *, sweep: bool = False) -> None:
+        """Read `wanted` topics (and the newly followed ones) until none has more, and hand
+        their entries to the hub."""
         broker = self._broker
         while True:
-            streams = broker._topics_to_read(wanted, self._unparked())
+            streams = broker._topics_to_read(wanted, self._unparked(), sweep=sweep)
+            sweep = False
             if not streams:
                 return
             answer: Any = self._client.xread(streams, count=READ_COUNT)
