@@ -278,6 +278,21 @@ def test_several_topics_resume_exactly(broker: RedisBroker, topic: str) -> None:
         assert first.last_event_id == f"{topic}={a[-1]}&{other}={live}"
 
 
+def test_entries_written_without_a_pulse_arrive_too(
+    broker: RedisBroker, admin: redis.Redis, topic: str
+) -> None:
+    """An entry appended by other means than `publish()` (no pulse names its topic) reaches the
+    subscribers through the reader's sweep, in order with the published ones."""
+    subscription = broker.subscribe(topic)
+    first = broker.publish(topic, "published")
+    raw: Any = admin.xadd(broker.prefix + topic, {b"b": b"data: appended\n\n"})
+    events = read(subscription, 2)
+    assert [(e.data, e.last_event_id) for e in events] == [
+        ("published", first),
+        ("appended", raw.decode()),
+    ]
+
+
 def test_a_reader_survives_a_read_error(
     broker: RedisBroker, admin: redis.Redis, topic: str
 ) -> None:

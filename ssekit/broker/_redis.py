@@ -189,33 +189,43 @@ class RedisBroker(HubBroker):
         positions = None
         if several and last_event_id and isinstance(last_event_id, str):
             positions = parse_composite(last_event_id, names) or {}  # {}: a reset
-        # Under the lock, the reader cannot drop a topic between our check and our subscription
-        # (it drops topics without subscribers); a topic followed anew starts from its stream's
-        # end as it was *before* the replay is read, so nothing falls between the two (the
-        # overlap is deduplicated).
-        with self._lock:
-            self._hub.ensure_open()
-            started = self._ensure_reader()
-            new = [name for name in dict.fromkeys(names) if name not in self._following]
-            if new:
-                ends = self._stream_ends([self._key(name) for name in new])
-                self._following.update(zip(new, ends, strict=True))
-                self._unread.update(new)
-            # The newest id the reader knows is the topic's, for this process, until it delivers
-            # more: a `reset` carries it, and a resume from it has nothing to replay.
-            newest = {n: self._following[n] for n in names if self._following[n] != NO_POSITION}
-            subscription = self._hub.subscribe(
-                names,
-                last_event_id,
-                policy=policy,
-                queue_size=queue_size,
-                replay=self._replay_composed if several else self._replay,
-                newest=newest,
-                positions=positions,
-                compose=compose_id if several else None,
-            )
+        started = followed = False
+        while True:
+            with self._lock:
+                self._hub.ensure_open()
+                started = self._ensure_reader() or started
+                new = [name for name in dict.fromkeys(names) if name not in self._following]
+            # A topic followed anew starts from its stream's end as it was *before* the replay
+            # is read, so nothing falls between the two (the overlap is deduplicated).  The
+            # round trip is made outside the lock, which the reader needs to deliver.
+            ends = self._stream_ends([self._key(name) for name in new]) if new else []
+            # Under the lock, the reader cannot drop a topic between our check and our
+            # subscription (it drops topics without subscribers).
+            with self._lock:
+                self._hub.ensure_open()
+                for name, end in zip(new, ends, strict=True):
+                    if name not in self._following:  # else followed meanwhile: as good an id
+                        self._following[name] = end
+                        self._unread.add(name)
+                        followed = True
+                if any(name not in self._following for name in names):
+                    continue  # dropped by the reader meanwhile: look again
+                # The newest id the reader knows is the topic's, for this process, until it
+                # delivers more: a `reset` carries it, and a resume from it replays nothing.
+                newest = {n: self._following[n] for n in names if self._following[n] != NO_POSITION}
+                subscription = self._hub.subscribe(
+                    names,
+                    last_event_id,
+                    policy=policy,
+                    queue_size=queue_size,
+                    replay=self._replay_composed if several else self._replay,
+                    newest=newest,
+                    positions=positions,
+                    compose=compose_id if several else None,
+                )
+                break
         self._presence.touch()
-        if new and not started:
+        if followed and not started:
             self._wake()
         return subscription
 
