@@ -79,6 +79,8 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 #: The goals: p99 latency (ms) per broker, KiB per idle subscriber.
 GOAL_P99_MS = {"MemoryBroker": 100.0, "RedisBroker": 250.0}
 GOAL_KIB = 30.0
+#: The goals: server CPU per delivery, as a multiple of the hand-written fan-out's.
+GOAL_CPU_RATIO = {"MemoryBroker": 1.0, "RedisBroker": 1.2}
 GOAL_SUBSCRIBERS = 1000
 
 #: The apps of apps_fanout that uvicorn builds by calling them (`--factory`).
@@ -673,7 +675,9 @@ async def run(n: int, rounds: int) -> None:
         f"{'ms/round':>10} {'µs/deliv.':>10}  {'ms/round':>10} {'ms/round':>9} {'load':>6}"
     )
     latencies: dict[str, float] = {}
+    cpu_per_delivery: dict[str, float] = {}
     for fanout in fanouts:
+        cpu_per_delivery[fanout.row.label] = fanout.server_cpu / rounds / n
         deliveries = fanout.deliveries()
         per_round = 1e3 / rounds
         redis_cpu = f"{fanout.redis_cpu * per_round:.1f}" if fanout.redis else "-"
@@ -715,6 +719,18 @@ async def run(n: int, rounds: int) -> None:
         p99_ms = latencies[name] * 1e3
         verdict = "PASS" if p99_ms < goal else "FAIL"
         print(f"{verdict} {name}: p99 delivery latency {p99_ms:.1f} ms (goal: under {goal:g} ms)")
+    reference = cpu_per_delivery.get("hand-written")
+    for name, allowed in GOAL_CPU_RATIO.items():
+        if name not in cpu_per_delivery or not reference:
+            print(f"SKIP {name}: server CPU per delivery not measured beside the hand-written one")
+            continue
+        ratio = cpu_per_delivery[name] / reference
+        verdict = "PASS" if ratio <= allowed else "FAIL"
+        print(
+            f"{verdict} {name}: server CPU per delivery {cpu_per_delivery[name] * 1e6:.1f} µs, "
+            f"{ratio:.2f}× the hand-written fan-out's {reference * 1e6:.1f} µs "
+            f"(goal: at most {allowed:g}×)"
+        )
     per = memories["ssekit broker_route, MemoryBroker"].per_subscriber(n)
     verdict = "PASS" if per < GOAL_KIB else "FAIL"
     print(

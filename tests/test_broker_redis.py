@@ -91,10 +91,9 @@ def queued(subscription: Subscription) -> list[Any]:
     return list(subscription._handoff._items)
 
 
-def readers(topic: str | None = None) -> list[threading.Thread]:
-    """This process's Redis reader threads (of `topic`, or all)."""
-    prefix = "ssekit-redis-" + (topic or "")
-    return [t for t in threading.enumerate() if t.name.startswith(prefix)]
+def readers() -> list[threading.Thread]:
+    """This process's Redis reader threads."""
+    return [t for t in threading.enumerate() if t.name.startswith("ssekit-redis-")]
 
 
 def id_key(text: str) -> tuple[int, int]:
@@ -218,41 +217,80 @@ def test_an_unknown_or_malformed_id_starts_with_a_reset(
     assert live.data == "live"
 
 
-def test_one_reader_per_topic_whatever_the_subscribers(
+def test_one_reader_and_connection_for_every_topic(
     broker: RedisBroker, admin: redis.Redis, topic: str
 ) -> None:
-    """One reader thread and one Redis connection per topic, for 1 subscriber or 30; it stops
-    once the topic has no subscriber left."""
+    """One reader thread and one reading connection serve 1 topic or 30 (and 30 subscribers of
+    one topic); a topic whose subscribers left is dropped from the reader's read."""
     first = broker.subscribe(topic)
     broker.publish(topic, "warm-up")
     wait_until(lambda: queued(first), "delivery")  # the reader is connected and delivering
-    one_subscriber = len(admin.client_list())
-    assert len(readers(topic)) == 1
+    one_topic = len(admin.client_list())
+    assert len(readers()) == 1
 
-    subscriptions = [first] + [broker.subscribe(topic) for _ in range(29)]
-    broker.publish(topic, "to all")
-    wait_until(lambda: all(len(queued(s)) >= 1 for s in subscriptions), "delivery to 30")
-    wait_until(lambda: len(queued(first)) == 2, "delivery to the first")
-    thirty_subscribers = len(admin.client_list())
-    assert len(readers(topic)) == 1
-    assert thirty_subscribers == one_subscriber
-    print(f"\nRedis clients with 1 and 30 subscribers: {one_subscriber}, {thirty_subscribers}")
+    topics = [f"{topic}/{n}" for n in range(30)]
+    subscriptions = [first] + [broker.subscribe(name) for name in topics]
+    subscriptions += [broker.subscribe(topic) for _ in range(29)]
+    for name in [topic, *topics]:
+        broker.publish(name, "to all")
+    wait_until(lambda: all(len(queued(s)) >= 1 for s in subscriptions), "delivery to all")
+    thirty_topics = len(admin.client_list())
+    assert len(readers()) == 1
+    assert thirty_topics == one_topic
+    print(f"\nRedis clients with 1 and 31 topics: {one_topic}, {thirty_topics}")
 
     for subscription in subscriptions:
         subscription.close()
     assert broker.subscribers(topic) == []
-    wait_until(lambda: not readers(topic), "the reader stops without subscribers")
-    wait_until(lambda: len(admin.client_list()) == one_subscriber - 1, "its connection closed")
+    wait_until(lambda: not broker._following_topics(), "topics without subscribers dropped")
+    assert len(readers()) == 1
+    assert len(admin.client_list()) == one_topic
 
 
-def test_a_reader_per_topic(broker: RedisBroker, topic: str) -> None:
-    """Two topics, two readers; a subscription to both gets both."""
+def test_several_topics_resume_exactly(broker: RedisBroker, topic: str) -> None:
+    """A subscription to two topics gets both, each event with a composite id: the client's
+    position in both topics.  A resume from any of those ids (topics in any order) replays
+    exactly what followed in each topic; an id that lacks a topic is a reset."""
     other = topic + "/other"
     subscription = broker.subscribe([topic, other])
-    assert len(readers(topic)) == 2  # `other` starts with `topic`
-    broker.publish(topic, "a")
-    broker.publish(other, "b")
-    assert sorted(e.data for e in read(subscription, 2)) == ["a", "b"]
+    a = [broker.publish(topic, f"a{n}") for n in range(3)]
+    b = [broker.publish(other, f"b{n}") for n in range(2)]
+    events = read(subscription, 5)
+    assert sorted(e.data for e in events) == ["a0", "a1", "a2", "b0", "b1"]
+    assert events[-1].last_event_id == f"{topic}={a[-1]}&{other}={b[-1]}"  # "/" unquoted
+    # Resume after "a0" and before any "b": a1, a2, b0, b1 (each topic in order), then live.
+    after_a0 = f"{topic}={a[0]}&{other}=0-0"
+    resumed = broker.subscribe([other, topic], after_a0)
+    live = broker.publish(other, "b2")
+    got = read(resumed, 5)
+    data = [e.data for e in got]
+    assert [d for d in data if d[0] == "a"] == ["a1", "a2"]
+    assert [d for d in data if d[0] == "b"] == ["b0", "b1", "b2"]
+    assert got[-1].last_event_id == f"{other}={live}&{topic}={a[-1]}"
+    # From the last id, nothing is replayed; a plain id, or one topic missing: a reset.
+    again = broker.subscribe([topic, other], got[-1].last_event_id)
+    assert queued(again) == []
+    again.close()
+    for partial in (a[-1], f"{topic}={a[-1]}"):
+        reset = broker.subscribe([topic, other], partial)
+        [first] = read(reset, 1)
+        assert first.type == RESET_EVENT
+        assert first.last_event_id == f"{topic}={a[-1]}&{other}={live}"
+
+
+def test_entries_written_without_a_pulse_arrive_too(
+    broker: RedisBroker, admin: redis.Redis, topic: str
+) -> None:
+    """An entry appended by other means than `publish()` (no pulse names its topic) reaches the
+    subscribers through the reader's sweep, in order with the published ones."""
+    subscription = broker.subscribe(topic)
+    first = broker.publish(topic, "published")
+    raw: Any = admin.xadd(broker.prefix + topic, {b"b": b"data: appended\n\n"})
+    events = read(subscription, 2)
+    assert [(e.data, e.last_event_id) for e in events] == [
+        ("published", first),
+        ("appended", raw.decode()),
+    ]
 
 
 def test_a_reader_survives_a_read_error(
@@ -614,3 +652,36 @@ def test_a_resume_from_a_trimmed_id_over_http_gets_a_reset(
     reset, event = events[:2]
     assert (reset.type, reset.last_event_id) == (RESET_EVENT, ids[-1])
     assert (event.data, event.last_event_id) == ("live", live)
+
+
+def test_close_topic_and_counts_reach_every_process(
+    apps: tuple[BrokerApp, BrokerApp], redis_server: RedisServer, topic: str
+) -> None:
+    """A client on process A, one on B and a subscription here: `subscriber_count()` here sees
+    all three; `close_topic()` here ends all three streams with the farewell, after the events
+    published before it; then the count is 0 everywhere."""
+    broker = RedisBroker(redis_server.url)
+    try:
+        with contextlib.ExitStack() as stack:
+            client = stack.enter_context(httpx.Client(timeout=10.0))
+            responses = [
+                stack.enter_context(client.stream("GET", f"{app.url}/events/{topic}"))
+                for app in apps
+            ]
+            for app in apps:
+                wait_subscribed(app, topic, 1)
+            local = broker.subscribe(topic)
+            wait_until(lambda: broker.subscriber_count(topic) == 3, "three subscribers counted")
+            broker.publish(topic, {"n": 0})
+            wait_until(lambda: queued(local), "delivery here")
+            assert broker.close_topic(topic, farewell="bye") == 1
+            for response in responses:
+                events = EventParser().feed(b"".join(response.iter_bytes()))  # ends
+                assert [e.data for e in events] == ['{"n":0}', "bye"]
+        events = EventParser().feed(b"".join(to_sse(local, heartbeat=None)))
+        assert [e.data for e in events] == ['{"n":0}', "bye"]
+        for app in apps:
+            wait_subscribed(app, topic, 0)
+        wait_until(lambda: broker.subscriber_count(topic) == 0, "no subscriber counted")
+    finally:
+        broker.close()

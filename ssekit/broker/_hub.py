@@ -32,6 +32,8 @@ __all__ = [
     "BrokerClosed",
     "BrokerUnavailable",
     "Clock",
+    "ComposeId",
+    "ComposedSubscription",
     "Hub",
     "HubBroker",
     "InvalidTopic",
@@ -42,6 +44,7 @@ __all__ = [
     "TooManySubscribers",
     "TooManyTopics",
     "check_topic",
+    "farewell_bytes",
     "format_id",
     "parse_id",
     "topic_names",
@@ -63,6 +66,9 @@ StreamId = tuple[int, int]
 
 #: Seconds from an arbitrary start, never going back (`time.monotonic` unless a test injects one).
 Clock = Callable[[], float]
+
+#: Writes the id of a multi-topic subscription's event from its position in each of its topics.
+ComposeId = Callable[[Sequence[str], Mapping[str, StreamId]], str]
 
 #: Each part of an id is an unsigned 64-bit number (Redis' rule): at most 20 digits.
 _ID_PART_DIGITS = 20
@@ -231,6 +237,43 @@ class Subscription(HandoffSource):
 
     def __repr__(self) -> str:
         return f"Subscription(topics={self.topics!r}, policy={self.policy!r})"
+
+
+class ComposedSubscription(Subscription):
+    """A subscription to several topics whose events carry a composite id (see `ComposeId`):
+    the client's position in every topic, so that a resume is exact whatever the order in which
+    the topics' events arrived.  Each event is re-framed for it (its body is still shared).
+    """
+
+    def __init__(
+        self,
+        hub: Hub,
+        topics: tuple[str, ...],
+        *,
+        queue_size: int,
+        policy: SlowPolicy,
+        compose: ComposeId,
+    ) -> None:
+        super().__init__(hub, topics, queue_size=queue_size, policy=policy)
+        self._compose = compose
+
+    def _framed(self, data: Encoded, positions: Mapping[str, StreamId]) -> Encoded:
+        """`data` with its id line replaced by the composite of `positions`."""
+        body = data[data.index(b"\n") + 1 :] if data.startswith(b"id: ") else data
+        return with_id(body, self._compose(self.topics, positions))
+
+    def _offer(self, topic: str, id_: StreamId, data: Encoded) -> bool:
+        last = self.last_ids.get(topic)
+        if last is not None and id_ <= last:
+            return True  # already queued by the replay
+        return super()._offer(topic, id_, self._framed(data, {**self.last_ids, topic: id_}))
+
+    def _begin(self, reset: Encoded | None, replay: list[tuple[StreamId, str, Encoded]]) -> None:
+        framed = []
+        for id_, name, data in replay:  # `last_ids` holds where the client resumes from
+            self.last_ids[name] = id_
+            framed.append((id_, name, self._framed(data, self.last_ids)))
+        super()._begin(reset, framed)
 
 
 @dataclass
@@ -464,19 +507,30 @@ class Hub:
         queue_size: int | None = None,
         replay: Replay | None = None,
         newest: Mapping[str, StreamId] | None = None,
+        positions: Mapping[str, StreamId] | None = None,
+        compose: ComposeId | None = None,
     ) -> Subscription:
         """Register a subscription, replaying what followed `last_event_id` (or a reset).
 
         Any `last_event_id` is accepted: one the hub cannot use gives a `reset` first, never an
         error.  `replay` reads history kept elsewhere; `newest` gives a topic's newest id known
-        elsewhere (carried by a `reset`; a resume from it has nothing to replay).
+        elsewhere (carried by a `reset`; a resume from it has nothing to replay).  With `compose`,
+        a subscription to several topics gets composite ids (`ComposedSubscription`), and
+        `positions` are what the broker read from `last_event_id`: where to resume each topic
+        (a topic without one is a gap).
         """
         names = topic_names(topics)
         if last_event_id is not None and not isinstance(last_event_id, str):
             raise TypeError(f"last_event_id must be a str or None, not {last_event_id!r:.80}.")
-        subscription = Subscription(
-            self, names, queue_size=queue_size or self.queue_size, policy=policy
-        )
+        size = queue_size or self.queue_size
+        subscription: Subscription
+        if compose is not None and len(set(names)) > 1:
+            subscription = ComposedSubscription(
+                self, names, queue_size=size, policy=policy, compose=compose
+            )
+        else:
+            compose = positions = None
+            subscription = Subscription(self, names, queue_size=size, policy=policy)
         after = parse_id(last_event_id) if last_event_id else None
         with self._lock:
             self.ensure_open()
@@ -503,7 +557,8 @@ class Hub:
             backlogs: dict[str, list[tuple[StreamId, Encoded]] | None] = {}
             if last_event_id:  # "" is no id at all: a fresh start, as without the header
                 for topic in found:
-                    backlogs[topic.name] = self._backlog(topic, after, replay)
+                    start = after if positions is None else positions.get(topic.name)
+                    backlogs[topic.name] = self._backlog(topic, start, replay)
             reset = None
             if any(backlog is None for backlog in backlogs.values()):
                 # A gap: say so first, and carry the newest id so the next resume starts here.
@@ -511,11 +566,14 @@ class Hub:
                 # A topic freed since knows no newer id than the floor (history kept here only).
                 candidates = [t.last_id or (t.trimmed if replay is None else None) for t in found]
                 latest = max((id_ for id_ in candidates if id_), default=None)
+                if compose is not None:
+                    newest_ids = {t.name: t.last_id for t in found if t.last_id is not None}
+                    reset_id: str | None = compose(names, newest_ids)
+                else:
+                    reset_id = format_id(latest) if latest else None
                 reset = Encoded(
                     Event(
-                        '{"reason":"history unavailable"}',
-                        event=RESET_EVENT,
-                        id=format_id(latest) if latest else None,
+                        '{"reason":"history unavailable"}', event=RESET_EVENT, id=reset_id
                     ).encode()
                 )
                 backlogs = {}
@@ -527,6 +585,12 @@ class Hub:
                 ),
                 key=lambda entry: entry[0],
             )
+            if compose is not None:  # composite ids start from where the client is
+                for topic in found:
+                    start = None if positions is None or reset else positions.get(topic.name)
+                    start = start or topic.last_id
+                    if start is not None:
+                        subscription.last_ids[topic.name] = start
             subscription._begin(reset, replayed)
             for topic in found:
                 if topic.name not in subscription.last_ids and topic.last_id is not None:
@@ -568,9 +632,21 @@ class Hub:
             found = self._topics.get(topic)
             return list(found.subscribers) if found else []
 
+    def subscriber_counts(self, topics: Collection[str]) -> dict[str, int]:
+        """How many live subscriptions each of `topics` has in this process (0 included)."""
+        with self._lock:
+            counts = {}
+            for name in topics:
+                found = self._topics.get(name)
+                counts[name] = len(found.subscribers) if found else 0
+            return counts
+
     def close_topic(self, topic: str, *, farewell: str | Event | None = None) -> int:
         """End every subscription of `topic` (e.g. when permissions change); return how many."""
-        ending = b"" if farewell is None else _as_event(farewell).encode()
+        return self.end_topic(topic, farewell_bytes(farewell))
+
+    def end_topic(self, topic: str, ending: bytes) -> int:
+        """`close_topic()` with the farewell already encoded (as another process sent it)."""
         with self._lock:
             found = self._topics.get(topic)
             subscriptions = list(found.subscribers) if found else []
@@ -586,6 +662,11 @@ def _as_event(value: str | Event) -> Event:
     return value if isinstance(value, Event) else Event(value)
 
 
+def farewell_bytes(farewell: str | Event | None) -> bytes:
+    """The bytes a closed topic's subscriptions end with (none without a farewell)."""
+    return b"" if farewell is None else _as_event(farewell).encode()
+
+
 class HubBroker:
     """What every broker answers from its in-process hub: local subscribers and counters."""
 
@@ -598,6 +679,10 @@ class HubBroker:
     def close_topic(self, topic: str, *, farewell: str | Event | None = None) -> int:
         """End every subscription of `topic` in this process (say, when permissions change)."""
         return self._hub.close_topic(topic, farewell=farewell)
+
+    def subscriber_count(self, topic: str) -> int:
+        """How many subscriptions `topic` has (in this process; `RedisBroker`: in all)."""
+        return self._hub.subscriber_counts((topic,))[topic]
 
     @property
     def counters(self) -> dict[str, int]:
