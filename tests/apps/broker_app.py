@@ -38,7 +38,7 @@ HEARTBEAT = 1.0
 
 
 def reader_threads() -> list[str]:
-    """The names of this process's Redis reader threads (one per topic it follows)."""
+    """The names of this process's Redis reader threads (one per broker, whatever its topics)."""
     return [t.name for t in threading.enumerate() if t.name.startswith("ssekit-redis-")]
 
 
