@@ -49,16 +49,21 @@ from ssekit.adapters._common import (
 )
 from ssekit.adapters._core import (
     FORBIDDEN,
+    AsyncBody,
     Authorize,
     AuthorizeTopics,
     BrokerEndpoint,
+    Compress,
     Refuse,
     aallowed,
     admit,
     allowed,
     allowed_methods,
     checked_options,
+    compression_policy,
     make_stream,
+    merge_headers,
+    negotiate_encoding,
     track,
 )
 from ssekit.adapters._wsgi_body import StreamBody, client_socket, warn_if_blocking_worker
@@ -113,15 +118,15 @@ def last_event_id(request: HttpRequest) -> str | None:
 
 
 class _AsyncOnly:
-    """The stream as only an async iterable, so Django takes it as such (an `SSEStream` is both)."""
+    """The body as only an async iterable, so Django takes it as such (an `SSEStream` is both)."""
 
-    __slots__ = ("stream",)
+    __slots__ = ("body",)
 
-    def __init__(self, stream: SSEStream) -> None:
-        self.stream = stream
+    def __init__(self, body: AsyncBody) -> None:
+        self.body = body
 
     def __aiter__(self) -> AsyncIterator[bytes]:
-        return self.stream.__aiter__()
+        return self.body.__aiter__()
 
 
 _SET_STREAMING_CONTENT = vars(StreamingHttpResponse)["streaming_content"].fset
@@ -173,10 +178,16 @@ class _ASGIStreamResponse(_SSEStreamingResponse):
     a stuck send, and closes the stream (so its source) however the iteration ends."""
 
     def __init__(
-        self, stream: SSEStream, send_timeout: float | None, *args: Any, **kwargs: Any
+        self,
+        stream: SSEStream,
+        body: AsyncBody,
+        send_timeout: float | None,
+        *args: Any,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(_AsyncOnly(stream), *args, **kwargs)
+        super().__init__(_AsyncOnly(body), *args, **kwargs)
         self._stream = stream
+        self._body = body
         self._send_timeout = send_timeout
         self._untrack = track(registry(), stream)
 
@@ -202,6 +213,7 @@ class _ASGIStreamResponse(_SSEStreamingResponse):
         finally:
             if watchdog is not None:
                 watchdog.stop()
+            await self._body.aclose()  # a compressed body closes the stream inside it
             await self._stream.aclose()
             self._untrack()
 
@@ -228,32 +240,39 @@ def sse_response(
     status: int = 200,
     headers: Mapping[str, str] | None = None,
     send_timeout: float | None = DEFAULT_SEND_TIMEOUT,
+    compress: Compress = False,
     **options: Unpack[StreamOptionsDict],
 ) -> StreamingHttpResponse | HttpResponse:
     """A `StreamingHttpResponse` streaming `source` to `request`'s client.
 
     Keyword arguments beyond these are `to_sse()` options.  A HEAD request gets the headers and
     the source is closed unread.  `send_timeout` (ASGI): seconds one write may take before the
-    client is deemed gone.  Past the registry's `max_streams`, a 503 with `Retry-After`.
+    client is deemed gone.  `compress=True` (or a tuple of codings) compresses the stream when
+    the request's `Accept-Encoding` allows, flushing every write batch.  Past the registry's
+    `max_streams`, a 503 with `Retry-After`.
     """
+    policy = compression_policy(compress)
     stream = make_stream(source, options)
     refused = None if request.method == "HEAD" else admit(registry(), stream)
     if refused is not None:
         stream.close()
         return _plain(refused)
+    given = dict(headers or {})
+    names = {name.lower() for name in given}
+    base = [h for h in SSE_HEADERS if h[0].lower() not in names] + list(given.items())
+    encoding = negotiate_encoding(policy, request.META.get("HTTP_ACCEPT_ENCODING"), base)
     response: StreamingHttpResponse
     if request.method == "HEAD":
         stream.close()
         response = StreamingHttpResponse(_head_body(request), status=status)
     elif is_asgi(request):
-        response = _ASGIStreamResponse(stream, send_timeout, status=status)
+        body = encoding.abody(stream)
+        response = _ASGIStreamResponse(stream, body, send_timeout, status=status)
     else:
         warn_if_blocking_worker(request.META)
-        body = StreamBody(stream, registry(), client_socket(request.META))
-        response = _SSEStreamingResponse(body, status=status)
-    for name, value in SSE_HEADERS:
-        response[name] = value
-    for name, value in (headers or {}).items():
+        chunks = StreamBody(stream, registry(), client_socket(request.META))
+        response = _SSEStreamingResponse(encoding.body(chunks), status=status)
+    for name, value in merge_headers(base, encoding.headers):
         response[name] = value
     return response
 
@@ -288,6 +307,7 @@ def sse(
     methods: Iterable[str] = (),
     authorize: Authorize[HttpRequest] | None = None,
     send_timeout: float | None = DEFAULT_SEND_TIMEOUT,
+    compress: Compress = False,
     **options: Unpack[StreamOptionsDict],
 ) -> Callable[[View], View]: ...
 
@@ -299,6 +319,7 @@ def sse(
     methods: Iterable[str] = (),
     authorize: Authorize[HttpRequest] | None = None,
     send_timeout: float | None = DEFAULT_SEND_TIMEOUT,
+    compress: Compress = False,
     **options: Unpack[StreamOptionsDict],
 ) -> Any:
     """Turn a view returning (or being) a source into a stream view: `@sse` or `@sse(...)`.
@@ -310,12 +331,13 @@ def sse(
     Django's own 500.  Options are checked when the view is decorated.
     """
     checked_options(options)
+    policy = compression_policy(compress)
     allowed_verbs = allowed_methods(methods)
 
     def respond(request: HttpRequest, result: Any) -> HttpResponseBase:
         if isinstance(result, HttpResponseBase):
             return result
-        return sse_response(request, result, send_timeout=send_timeout, **options)
+        return sse_response(request, result, send_timeout=send_timeout, compress=policy, **options)
 
     def decorate(view: View) -> View:
         if inspect.iscoroutinefunction(view):
@@ -352,6 +374,7 @@ def broker_view(
     *,
     authorize: AuthorizeTopics[HttpRequest] | None = None,
     policy: SlowPolicy = "disconnect",
+    compress: Compress = False,
     **options: Unpack[StreamOptionsDict],
 ) -> Callable[..., HttpResponseBase]:
     """A view taking `topic` that streams `broker`'s events, resuming from `last_event_id()`.
@@ -365,7 +388,7 @@ def broker_view(
     or HEAD, 405.
     """
     endpoint = BrokerEndpoint[HttpRequest](
-        broker, authorize=authorize, policy=policy, options=options
+        broker, authorize=authorize, policy=policy, compress=compress, options=options
     )
     verbs = allowed_methods(())
 
@@ -374,7 +397,9 @@ def broker_view(
         if refused is not None:
             return refused
         answer = endpoint.respond(endpoint.decide(request, topic, last_event_id(request)))
-        return _plain(answer) if isinstance(answer, Refuse) else sse_response(request, answer)
+        if isinstance(answer, Refuse):
+            return _plain(answer)
+        return sse_response(request, answer, compress=endpoint.compression)
 
     view.__name__ = f"ssekit_broker_{id(broker):x}"
     return view

@@ -18,6 +18,7 @@ import statistics
 import subprocess
 import sys
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlencode
@@ -41,7 +42,7 @@ from support.wsgi_servers import (
     werkzeug_server,
 )
 
-from ssekit import MessageEvent
+from ssekit import EventParser, MessageEvent
 from ssekit.adapters import django as django_adapter
 
 pytestmark = pytest.mark.timeout(60)
@@ -72,6 +73,28 @@ def test_sse_decorator_with_options(pair: Pair, path: str) -> None:
         assert_sse_headers(response)
         events = SSEReader(response).rest()
     assert events == [*SAMPLE_EVENTS, MessageEvent("message", "[DONE]", "42")]
+
+
+@pytest.mark.parametrize("path", ["/compressed", "/compressed-async"])
+def test_compressed_stream_is_gzip_and_decodes_to_the_same_events(pair: Pair, path: str) -> None:
+    """`@sse(compress=...)` with a gzip `Accept-Encoding`: `Content-Encoding: gzip`, `Vary`,
+    and the body decodes to exactly the uncompressed stream's events; HEAD gets the same
+    headers; a client that offers no coding gets the plain stream."""
+    gzip_only = {"Accept-Encoding": "gzip"}
+    with client() as http, http.stream("GET", pair.url(path), headers=gzip_only) as response:
+        assert response.headers["content-encoding"] == "gzip"
+        assert "accept-encoding" in response.headers["vary"].lower()
+        raw = b"".join(response.iter_raw())
+    body = zlib.decompressobj(wbits=31).decompress(raw)
+    parser = EventParser()
+    assert [*parser.feed(body)] == [*SAMPLE_EVENTS, MessageEvent("message", "[DONE]", "42")]
+    with client() as http:
+        head = http.head(pair.url(path), headers=gzip_only)
+        assert head.headers["content-encoding"] == "gzip"
+        assert head.content == b""
+        plain = http.get(pair.url(path), headers={"Accept-Encoding": "identity"})
+        assert "content-encoding" not in plain.headers
+        assert plain.text.startswith(": ok")
 
 
 def test_sse_decorator_passes_a_response_through(pair: Pair) -> None:

@@ -7,6 +7,8 @@ process, so the event log the views report to is a module variable that `configu
 Django-only routes:
     /decorated            `@sse(end="[DONE]")` on a sync view returning a source
     /decorated-async      `@sse(end="[DONE]")` on an `async def` view returning an async source
+    /compressed           `@sse(end="[DONE]", compress=True)` on a sync view
+    /compressed-async     `@sse(end="[DONE]", compress=("gzip",))` on an `async def` view
     /decorated-gen        `@sse` on a generator view that reads `last_event_id()` as it streams
     /decorated-async-gen  the same with an async generator view
     /decorated-redirect   `@sse` on a view returning a redirect: passed through
@@ -154,6 +156,17 @@ async def decorated_async(request: HttpRequest) -> AsyncIterator[Any]:
     return apps.sample_async()
 
 
+@sse(end="[DONE]", compress=True, heartbeat=apps.HEARTBEAT)
+def compressed(request: HttpRequest) -> Iterator[Any]:
+    return apps.sample_sync()
+
+
+@sse(end="[DONE]", compress=("gzip",), heartbeat=apps.HEARTBEAT)
+async def compressed_async(request: HttpRequest) -> AsyncIterator[Any]:
+    await asyncio.sleep(0)
+    return apps.sample_async()
+
+
 @sse(heartbeat=apps.HEARTBEAT)
 def decorated_gen(request: HttpRequest) -> Iterator[Any]:
     yield {"last_event_id": last_event_id(request)}
@@ -229,6 +242,8 @@ urlpatterns = [
     path("broken", broken),
     path("decorated", decorated),
     path("decorated-async", decorated_async),
+    path("compressed", compressed),
+    path("compressed-async", compressed_async),
     path("decorated-gen", decorated_gen),
     path("decorated-async-gen", decorated_async_gen),
     path("decorated-redirect", decorated_redirect),
