@@ -15,7 +15,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from support.waiting import free_port
 
 #: The server binary, or None when it is not installed.
 REDIS_SERVER = shutil.which("redis-server")
@@ -35,14 +35,6 @@ POLL_INTERVAL = 0.02
 
 class PortTaken(RuntimeError):
     """Something else took the port between `free_port()` and the server's start."""
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 class RedisServer:

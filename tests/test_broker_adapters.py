@@ -22,6 +22,7 @@ from redis_server import RedisServer, running_redis
 from starlette.applications import Starlette
 from support.asgi_servers import uvicorn_server
 from support.sse_reader import SSEReader
+from support.waiting import free_port, wait_until
 from support.wsgi_servers import SSE_HEADERS, werkzeug_server
 
 from ssekit import EventParser
@@ -66,14 +67,6 @@ def client(url: str) -> httpx.Client:
 
 def new_topic() -> str:
     return f"jobs/{uuid.uuid4().hex}/progress"  # slashes: the route takes a path
-
-
-def wait_until(condition: Callable[[], Any], what: str, timeout: float = DEADLINE) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout} s: {what}")
-        time.sleep(0.005)
 
 
 def wait_subscribers(broker: Broker, topic: str, count: int) -> None:
@@ -192,9 +185,7 @@ def test_redis_broker_behind_the_helper(framework: str, redis_server: RedisServe
 def test_unreachable_redis_answers_with_a_retry_hint_not_an_error(framework: str) -> None:
     """With Redis down, a subscriber gets an empty 200 stream saying `retry:`: a browser's
     EventSource comes back by itself, where a 5xx would make it give up for good."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        dead_port = probe.getsockname()[1]  # nothing listens there once the probe is closed
+    dead_port = free_port()  # nothing listens there
     broker = RedisBroker(f"redis://127.0.0.1:{dead_port}/0")
     try:
         with serve(framework, broker) as url, client(url) as http:

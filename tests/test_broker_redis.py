@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import subprocess
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ import pytest
 import redis
 from redis_server import RedisServer, running_redis
 from support.processes import BrokerApp
+from support.waiting import wait_until as support_wait_until
 
 from ssekit import EventParser, MessageEvent, to_sse
 from ssekit._frame import Encoded
@@ -73,12 +75,8 @@ def admin(redis_server: RedisServer) -> Iterator[redis.Redis]:
     client.close()
 
 
-def wait_until(condition: Callable[[], Any], what: str, timeout: float = DEADLINE) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout} s: {what}")
-        time.sleep(0.01)
+#: The support package's polling, with this file's longer deadline (Redis restarts are slow).
+wait_until = functools.partial(support_wait_until, timeout=DEADLINE)
 
 
 def read(subscription: Subscription, n: int) -> list[MessageEvent]:

@@ -11,9 +11,8 @@ Measured reconnection delays are printed (`pytest -s` shows them).
 
 from __future__ import annotations
 
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +30,7 @@ from apps.browser_app import (
 from playwright.sync_api import Browser, Page
 from support.asgi_servers import uvicorn_server
 from support.chromium import BROWSER_MARKS, launch_chromium
+from support.waiting import wait_until
 from support.wsgi_servers import werkzeug_server
 
 from ssekit import StreamRegistry
@@ -111,13 +111,6 @@ def short(value: object) -> str:
     return text if len(text) < 300 else f"{text[:150]}...({len(text)} chars)...{text[-100:]}"
 
 
-def wait_until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + DEADLINE
-    while not condition():
-        assert time.monotonic() < deadline, f"not within {DEADLINE} s: {what}"
-        time.sleep(0.01)
-
-
 def test_the_browser_dispatches_exactly_what_the_source_sent(page: Page, server: AppServer) -> None:
     """Multi-line data (CR, LF, CRLF; joined with LF), leading spaces, emoji, U+2028, combining
     characters, NUL, an inner BOM, empty data, JSON, bytes, 200 KB of data, ids (unicode, empty),
@@ -135,7 +128,11 @@ def test_the_browser_dispatches_exactly_what_the_source_sent(page: Page, server:
         )
     assert len(got) == len(expected)
     assert kinds(seen) == ["open"] + ["message"] * len(expected) + ["done"]
-    wait_until(lambda: [e.kind for e in server.journal.of(tag)] == ["request", "end"], "closed")
+    wait_until(
+        lambda: [e.kind for e in server.journal.of(tag)] == ["request", "end"],
+        "closed",
+        timeout=DEADLINE,
+    )
 
 
 def test_the_browser_reconnects_with_last_event_id_and_resumes(

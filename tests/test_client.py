@@ -50,6 +50,7 @@ from support.raw_sse_server import (
     raw_sse_server,
     stream,
 )
+from support.waiting import wait_until
 from support.wsgi_servers import werkzeug_server
 
 from ssekit import Event, MessageEvent, ParseLimitExceeded
@@ -112,14 +113,6 @@ class Consumer:
         assert not self.thread.is_alive(), f"iteration did not end within {timeout} s"
         assert self.ended_at is not None
         return self.ended_at
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = DEADLINE) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout} s: {what}")
-        time.sleep(0.005)
 
 
 # -- ssekit's adapters: Starlette under uvicorn, Flask under werkzeug ---------------------------

@@ -15,13 +15,13 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from redis_server import RedisServer, running_redis
 from support.processes import BrokerApp
+from support.waiting import wait_until
 
 from ssekit import MessageEvent
 from ssekit.broker import RedisBroker
@@ -91,15 +91,7 @@ class Follower(threading.Thread):
 
     def wait_for(self, n: int, what: str) -> None:
         """Wait until `n` messages have arrived (failing after `DEADLINE`)."""
-        wait_until(lambda: len(self.messages) >= n, what)
-
-
-def wait_until(condition: Callable[[], Any], what: str, timeout: float = DEADLINE) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout} s: {what}")
-        time.sleep(0.01)
+        wait_until(lambda: len(self.messages) >= n, what, timeout=DEADLINE)
 
 
 @pytest.fixture(scope="module")

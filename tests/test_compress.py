@@ -29,6 +29,7 @@ from hypothesis import strategies as st
 from playwright.sync_api import Browser
 from support.asgi_servers import uvicorn_server
 from support.chromium import BROWSER_MARKS, launch_chromium
+from support.waiting import free_port
 from support.wsgi_servers import werkzeug_server
 
 from ssekit import EventParser, MessageEvent, to_sse
@@ -613,9 +614,7 @@ def nginx_proxy(upstream: str, workdir: Path) -> Iterator[str]:
     """nginx on a free port proxying to `upstream` with its defaults (`proxy_buffering on`,
     HTTP/1.0 to the upstream, so a close-delimited body); yields its URL."""
     assert NGINX is not None
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     upstream_host = upstream.removeprefix("http://")
     for name in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (workdir / name).mkdir()

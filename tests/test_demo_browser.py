@@ -11,7 +11,6 @@ Debian's Chromium is used (`shutil.which("chromium")`); without it the module is
 from __future__ import annotations
 
 import contextlib
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ import pytest
 from playwright.sync_api import Browser, Page
 from support.asgi_servers import uvicorn_server
 from support.chromium import BROWSER_MARKS, launch_chromium
+from support.waiting import free_port
 
 from ssekit.ai import DemoEngine
 from ssekit.demo import SESSION_COOKIE, create_app
@@ -57,13 +57,6 @@ def page(browser: Browser) -> Iterator[Page]:
 class Demo:
     url: str
     database: str
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @contextlib.contextmanager

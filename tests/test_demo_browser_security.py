@@ -8,7 +8,6 @@ browsers send the demo's `SameSite=Lax` cookie to it (ports do not separate site
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,8 +19,9 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
-from support.asgi_servers import uvicorn_server, wait_until
+from support.asgi_servers import uvicorn_server
 from support.chromium import BROWSER_MARKS, launch_chromium
+from support.waiting import free_port, wait_until
 
 from ssekit.demo import SESSION_COOKIE
 
@@ -244,13 +244,6 @@ def test_the_page_hint_stop_button_and_favicon(context: BrowserContext, tmp_path
         assert icon.startswith("data:image/svg+xml,")  # inline: no /favicon.ico request
         assert failures == []
         assert not errors
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def test_a_server_restart_mid_reply_gives_reset_and_the_page_recovers(

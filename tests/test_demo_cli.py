@@ -22,6 +22,7 @@ import httpx
 import pytest
 from fake_anthropic import REPLY_DELTAS, FakeAnthropic
 from support.asgi_servers import StreamReader, uvicorn_server
+from support.waiting import free_port
 
 from ssekit.ai import DemoEngine
 from ssekit.demo import SESSION_COOKIE
@@ -34,13 +35,6 @@ START_DEADLINE = 30.0
 EXIT_DEADLINE = 10.0
 #: The issue's criterion: the first event within a second of the request.
 FIRST_EVENT_LIMIT = 1.0
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 class DemoProcess:
