@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from support.processes import stop_process
 from support.waiting import free_port
 
 #: The server binary, or None when it is not installed.
@@ -119,15 +120,7 @@ class RedisServer:
 
     def stop(self) -> None:
         """SIGTERM (SIGKILL if it will not go), and wait."""
-        process = self.process
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(STOP_DEADLINE)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(STOP_DEADLINE)
+        stop_process(self.process, STOP_DEADLINE)
 
 
 @contextlib.contextmanager

@@ -7,7 +7,7 @@ no farewell, no `retry:` hint, connections simply drop) and started again on the
 twice.  Each time the client reconnects by itself with `Last-Event-ID`, the new process replays
 what it missed from Redis, and the client ends up with every number exactly once, in order.
 The Redis server is the tests' own (`redis_server.py`); the tests are skipped without
-`redis-server`.  Measured figures are printed (`pytest -s`).
+`redis-server`.
 """
 
 from __future__ import annotations
@@ -128,19 +128,14 @@ def test_a_client_follows_a_topic_through_server_restarts_exactly_once(
             publisher = Publisher(broker, topic)
             publisher.start()
             try:
-                startups: list[float] = []
-                gaps: list[float] = []
                 missed: list[int] = []  # published while no server was up
                 for _ in range(RESTARTS):
                     follower.wait_for(follower.count() + LIVE_PER_SERVER, "events from the server")
-                    killed_at = time.monotonic()
                     published_before = publisher.published
                     server.kill()
-                    startups.append(server.start())
+                    server.start()
                     missed.append(publisher.published - published_before)
-                    after = follower.count()
-                    follower.wait_for(after + 1, "events after the restart")
-                    gaps.append(follower.arrived[after] - killed_at)
+                    follower.wait_for(follower.count() + 1, "events after the restart")
                 follower.wait_for(follower.count() + LIVE_PER_SERVER, "events from the last server")
             finally:
                 published = publisher.stop()
@@ -158,11 +153,3 @@ def test_a_client_follows_a_topic_through_server_restarts_exactly_once(
     assert follower.messages[-1].last_event_id == source.last_event_id
     assert server.starts == RESTARTS + 1
     assert min(missed) > 0  # so each new server had events to replay from Redis
-    print(
-        f"\n{published} events through {RESTARTS} kills of the server: uvicorn started in "
-        + ", ".join(f"{s:.2f}" for s in startups)
-        + " s; first event after each kill: "
-        + ", ".join(f"{g:.2f}" for g in gaps)
-        + " s; published while down: "
-        + ", ".join(str(m) for m in missed)
-    )

@@ -166,7 +166,6 @@ def test_a_reply_streams_into_the_page_and_survives_a_reload(page: Page, tmp_pat
         history.append({"role": "assistant", "content": final})
         stored = SQLiteMemory(demo.database, parent=("ChatSession", session_of(page)))
         assert stored.get_messages() == history
-        print(f"\nthe bubble showed {len(seen)} texts while the reply streamed")
 
         assert reload_and_wait_for(page, 2) == as_shown(history)
 
@@ -212,7 +211,6 @@ def test_stop_keeps_the_partial_reply(page: Page, tmp_path: Path) -> None:
             {"role": "user", "content": "Tell me a long story", "partial": False},
             {"role": "assistant", "content": kept, "partial": True},
         ]
-        print(f"\nstopped after {len(kept.split())} of {len(full.split())} words")
 
 
 def test_the_history_survives_a_server_restart(page: Page, tmp_path: Path) -> None:
