@@ -88,7 +88,8 @@ def _iterate(source: EventSource, first: threading.Event, ended: list[float]) ->
 
 def close_blocked_read() -> float:
     """`close()` from another thread while the client waits for more bytes."""
-    first, ended = threading.Event(), []
+    first = threading.Event()
+    ended: list[float] = []
     with raw_sse_server(_hold) as server, EventSource(server.url) as source:
         consumer = threading.Thread(target=_iterate, args=(source, first, ended))
         consumer.start()
@@ -123,10 +124,15 @@ def close_blocked_read_async() -> float:
 
 def close_waiting_for_headers() -> float:
     """`close()` from another thread while the server has not answered yet."""
-    gate, first, ended = threading.Event(), threading.Event(), []
+    gate, first = threading.Event(), threading.Event()
+    ended: list[float] = []
+
+    def handler(conn: RawConnection) -> None:
+        conn.wait(gate)
+
     try:
         with (
-            raw_sse_server(lambda conn: conn.wait(gate)) as server,
+            raw_sse_server(handler) as server,
             EventSource(server.url) as source,
         ):
             consumer = threading.Thread(target=_iterate, args=(source, first, ended))
@@ -206,18 +212,20 @@ def broker_server(framework: str, broker: Broker) -> Iterator[str]:
 def subscriber_gone(framework: str, trials: int) -> list[float]:
     """From a client closing its stream to the broker no longer counting its subscription."""
     broker = MemoryBroker()
-    figures: list[float] = []
     with broker_server(framework, broker) as url, httpx.Client(base_url=url) as http:
-        for _ in range(trials):
-            topic = f"bench/{uuid.uuid4().hex}"
-            with http.stream("GET", f"/events/{topic}") as response:
-                wait_until(lambda t=topic: len(broker.subscribers(t)) == 1, "subscribed")
-                broker.publish(topic, "hello")
-                SSEReader(response).events(1)
-                response.close()
-                figures.append(seconds_until(lambda t=topic: not broker.subscribers(t)))
+        figures = [_subscriber_gone_once(broker, http) for _ in range(trials)]
     broker.close()
     return figures
+
+
+def _subscriber_gone_once(broker: Broker, http: httpx.Client) -> float:
+    topic = f"bench/{uuid.uuid4().hex}"
+    with http.stream("GET", f"/events/{topic}") as response:
+        wait_until(lambda: len(broker.subscribers(topic)) == 1, "subscribed")
+        broker.publish(topic, "hello")
+        SSEReader(response).events(1)
+        response.close()
+        return seconds_until(lambda: not broker.subscribers(topic))
 
 
 def _count_events(subscription: Subscription, arrived: list[float]) -> None:
@@ -230,35 +238,36 @@ def _count_events(subscription: Subscription, arrived: list[float]) -> None:
 def redis_restart(trials: int) -> list[float]:
     """From a killed `redis-server` answering PING again to an event published then reaching a
     subscription that was open all along."""
-    figures: list[float] = []
     with tempfile.TemporaryDirectory() as directory:
         server = RedisServer(Path(directory))
         server.start()
         broker = RedisBroker(server.url)
         try:
-            for _ in range(trials):
-                topic = f"bench/{uuid.uuid4().hex}"
-                subscription = broker.subscribe(topic)
-                arrived: list[float] = []
-                reader = threading.Thread(target=_count_events, args=(subscription, arrived))
-                reader.start()
-                try:
-                    broker.publish(topic, "before")
-                    seconds_until(lambda a=arrived: len(a) == 1)  # the reader is delivering
-                    server.kill()
-                    time.sleep(0.5)  # Redis stays down this long: not a wait for anything
-                    server.start()
-                    started = time.monotonic()
-                    broker.publish(topic, "after")
-                    seconds_until(lambda a=arrived: len(a) == 2)
-                    figures.append(arrived[1] - started)
-                finally:
-                    subscription.close()
-                    reader.join(DEADLINE)
+            return [_redis_restart_once(server, broker) for _ in range(trials)]
         finally:
             broker.close()
             server.stop()
-    return figures
+
+
+def _redis_restart_once(server: RedisServer, broker: RedisBroker) -> float:
+    topic = f"bench/{uuid.uuid4().hex}"
+    subscription = broker.subscribe(topic)
+    arrived: list[float] = []
+    reader = threading.Thread(target=_count_events, args=(subscription, arrived))
+    reader.start()
+    try:
+        broker.publish(topic, "before")
+        seconds_until(lambda: len(arrived) == 1)  # the reader is delivering
+        server.kill()
+        time.sleep(0.5)  # Redis stays down this long: not a wait for anything
+        server.start()
+        started = time.monotonic()
+        broker.publish(topic, "after")
+        seconds_until(lambda: len(arrived) == 2)
+        return arrived[1] - started
+    finally:
+        subscription.end()  # the reader's stream ends, which unsubscribes
+        reader.join(DEADLINE)
 
 
 def upstream_closed(trials: int) -> list[float]:
