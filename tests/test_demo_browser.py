@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from demo_servers import wait_until_idle
 from playwright.sync_api import Browser, Page
 from support.asgi_servers import uvicorn_server
 from support.chromium import BROWSER_MARKS, launch_chromium
@@ -97,16 +98,6 @@ def watch_reply(page: Page, final: str) -> list[dict[str, Any]]:
         assert final.startswith(seen[-1]["text"]), f"not a prefix of the reply: {seen[-1]}"
         seen.append(wait_for_reply_change(page, seen[-1]["text"]))
     return seen
-
-
-def wait_until_idle(page: Page) -> None:
-    """Wait until the reply is over: Send enabled, Stop disabled, no bubble streaming."""
-    page.wait_for_function(
-        """() => !document.getElementById("send").disabled
-              && document.getElementById("stop").disabled
-              && !document.querySelector(".streaming")""",
-        timeout=DEADLINE_MS,
-    )
 
 
 def shown_messages(page: Page) -> list[dict[str, Any]]:

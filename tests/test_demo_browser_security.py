@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from demo_servers import CountingEngine, Demo, running_demo
+from demo_servers import CountingEngine, Demo, running_demo, wait_until_idle
 from playwright.sync_api import Browser, BrowserContext, Page
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -93,15 +93,6 @@ def chat(page: Page, text: str) -> dict[str, Any]:
     answer: dict[str, Any] = started.value.json()
     wait_until_idle(page)
     return answer
-
-
-def wait_until_idle(page: Page) -> None:
-    page.wait_for_function(
-        """() => !document.getElementById("send").disabled
-              && document.getElementById("stop").disabled
-              && !document.querySelector(".streaming")""",
-        timeout=DEADLINE_MS,
-    )
 
 
 def shown(page: Page) -> list[str]:
