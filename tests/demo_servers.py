@@ -1,5 +1,5 @@
 """What the demo's tests share: an engine that counts its calls, a demo app under uvicorn whose
-requests are recorded, and a look into its SQLite file."""
+requests are recorded, a look into its SQLite file, and waiting for its page to be idle."""
 
 from __future__ import annotations
 
@@ -9,13 +9,16 @@ import threading
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from support.asgi_servers import uvicorn_server
 
 from ssekit.ai import ChatMessage, DemoEngine
 from ssekit.demo import create_app
+
+if TYPE_CHECKING:  # playwright is needed only by the browser tests that call it
+    from playwright.sync_api import Page
 
 
 class CountingEngine:
@@ -109,3 +112,17 @@ def running_demo(
     recorder = RecordingApp(app)
     with uvicorn_server(recorder, port=port) as url:
         yield Demo(url, database, engine, recorder)
+
+
+#: How long a page may take to finish a reply (far more than it needs), in ms.
+IDLE_DEADLINE_MS = 20_000
+
+
+def wait_until_idle(page: Page) -> None:
+    """Wait until the page's reply is over: Send enabled, Stop disabled, no bubble streaming."""
+    page.wait_for_function(
+        """() => !document.getElementById("send").disabled
+              && document.getElementById("stop").disabled
+              && !document.querySelector(".streaming")""",
+        timeout=IDLE_DEADLINE_MS,
+    )

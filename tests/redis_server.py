@@ -15,7 +15,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -23,6 +22,8 @@ from pathlib import Path
 
 import pytest
 import redis
+from support.processes import stop_process
+from support.waiting import free_port
 
 #: The server binary, or None when it is not installed.
 REDIS_SERVER = shutil.which("redis-server")
@@ -35,14 +36,6 @@ POLL_INTERVAL = 0.02
 
 class PortTaken(RuntimeError):
     """Something else took the port between `free_port()` and the server's start."""
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 class RedisServer:
@@ -127,15 +120,7 @@ class RedisServer:
 
     def stop(self) -> None:
         """SIGTERM (SIGKILL if it will not go), and wait."""
-        process = self.process
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(STOP_DEADLINE)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(STOP_DEADLINE)
+        stop_process(self.process, STOP_DEADLINE)
 
 
 @contextlib.contextmanager

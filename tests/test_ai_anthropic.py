@@ -8,7 +8,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -32,6 +32,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 from support.asgi_servers import DEADLINE, StreamReader, uvicorn_server
+from support.fake_upstreams import collect, of_kind, serve_fake
 
 from ssekit import StreamError
 from ssekit.adapters.starlette import SSEResponse
@@ -48,26 +49,12 @@ UPSTREAM_CLOSE_LIMIT = 1.0
 
 @pytest.fixture(scope="module")
 def fake() -> Iterator[FakeAnthropic]:
-    fake = FakeAnthropic()
-    with uvicorn_server(fake.app) as url:
-        fake.base_url = f"{url}/v1"  # type: ignore[attr-defined]
-        yield fake
+    yield from serve_fake(FakeAnthropic())
 
 
 def engine_for(fake: FakeAnthropic, **options: Any) -> AnthropicEngine:
     base_url = fake.base_url  # type: ignore[attr-defined]
     return AnthropicEngine(base_url, api_key="sk-ant-test", model="tools", **options)
-
-
-async def collect(source: AsyncIterator[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    async def run() -> list[dict[str, Any]]:
-        return [dict(chunk) async for chunk in source]
-
-    return await asyncio.wait_for(run(), DEADLINE)
-
-
-def of_kind(chunks: list[dict[str, Any]], key: str) -> list[Any]:
-    return [chunk[key] for chunk in chunks if key in chunk]
 
 
 def test_the_named_events_become_the_common_chunks(fake: FakeAnthropic) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ from ai_script import (
     TOOL_CALLS,
 )
 from fake_openai_tools import FakeOpenAITools
-from support.asgi_servers import DEADLINE, uvicorn_server
+from support.fake_upstreams import collect, of_kind, serve_fake
 
 from ssekit._ai_chunks import OpenAIChunkReader
 from ssekit.ai import OpenAICompatibleEngine, ToolCallAssembler
@@ -41,26 +41,12 @@ TOOLS = [
 
 @pytest.fixture(scope="module")
 def fake() -> Iterator[FakeOpenAITools]:
-    fake = FakeOpenAITools()
-    with uvicorn_server(fake.app) as url:
-        fake.base_url = f"{url}/v1"  # type: ignore[attr-defined]
-        yield fake
+    yield from serve_fake(FakeOpenAITools())
 
 
 def engine_for(fake: FakeOpenAITools, **defaults: Any) -> OpenAICompatibleEngine:
     base_url = fake.base_url  # type: ignore[attr-defined]
     return OpenAICompatibleEngine(base_url, api_key="sk-test", model="tools", **defaults)
-
-
-async def collect(source: AsyncIterator[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    async def run() -> list[dict[str, Any]]:
-        return [dict(chunk) async for chunk in source]
-
-    return await asyncio.wait_for(run(), DEADLINE)
-
-
-def of_kind(chunks: list[dict[str, Any]], key: str) -> list[Any]:
-    return [chunk[key] for chunk in chunks if key in chunk]
 
 
 def test_openai_engine_yields_every_kind_of_chunk(fake: FakeOpenAITools) -> None:

@@ -5,9 +5,6 @@ when its client disconnected.  The engine talks to it with httpx; where the chai
 engine's stream is served by `SSEResponse` under a second uvicorn and read by an httpx client:
 
     fake upstream <- OpenAICompatibleEngine <- SSEResponse (uvicorn) <- httpx client
-
-Measured figures (how long after our client left the upstream request was closed) are printed
-(`pytest -s` shows them).
 """
 
 from __future__ import annotations
@@ -36,7 +33,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
-from support.asgi_servers import DEADLINE, StreamReader, latency_summary, uvicorn_server
+from support.asgi_servers import DEADLINE, StreamReader, uvicorn_server
+from support.fake_upstreams import serve_fake
 
 from ssekit import EventParser, MessageEvent, StreamError
 from ssekit.adapters.starlette import SSEResponse
@@ -59,10 +57,7 @@ UPSTREAM_CLOSE_LIMIT = 1.0
 
 @pytest.fixture(scope="module")
 def fake() -> Iterator[FakeOpenAI]:
-    fake = FakeOpenAI()
-    with uvicorn_server(fake.app) as url:
-        fake.base_url = f"{url}/v1"  # type: ignore[attr-defined]
-        yield fake
+    yield from serve_fake(FakeOpenAI())
 
 
 def engine_for(fake: FakeOpenAI, **defaults: Any) -> OpenAICompatibleEngine:
@@ -231,7 +226,7 @@ def test_a_client_leaving_closes_the_upstream_request_within_a_second(
 ) -> None:
     """The whole chain, five times: an httpx client reads a few events of an endless reply
     served by `SSEResponse` and leaves; the fake upstream sees its request closed well within
-    1 s of that (the model stops generating for nobody).  The figures are printed."""
+    1 s of that (the model stops generating for nobody)."""
     figures: list[float] = []
     for _ in range(5):
         calls_before = len(fake.calls)
@@ -255,7 +250,6 @@ def test_a_client_leaving_closes_the_upstream_request_within_a_second(
         assert call.disconnected.wait(DEADLINE), "the upstream request was never closed"
         assert call.disconnected_at is not None
         figures.append(call.disconnected_at - left_at)
-    print("\n" + latency_summary("client left -> upstream request closed", figures))
     assert max(figures) < UPSTREAM_CLOSE_LIMIT, figures
 
 

@@ -3,7 +3,7 @@
 Each test serves a broker with a real server on 127.0.0.1, in a thread, and talks to it with
 httpx (or, for a client that stops reading, a raw socket with a small receive buffer).  Most
 tests run under both frameworks with a `MemoryBroker`; a few use a `RedisBroker` on a
-`redis-server` of the tests' own.  Measured figures are printed (`pytest -s`).
+`redis-server` of the tests' own.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from redis_server import RedisServer, running_redis
 from starlette.applications import Starlette
 from support.asgi_servers import uvicorn_server
 from support.sse_reader import SSEReader
+from support.waiting import free_port, wait_until
 from support.wsgi_servers import SSE_HEADERS, werkzeug_server
 
 from ssekit import EventParser
@@ -66,14 +67,6 @@ def client(url: str) -> httpx.Client:
 
 def new_topic() -> str:
     return f"jobs/{uuid.uuid4().hex}/progress"  # slashes: the route takes a path
-
-
-def wait_until(condition: Callable[[], Any], what: str, timeout: float = DEADLINE) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout} s: {what}")
-        time.sleep(0.005)
 
 
 def wait_subscribers(broker: Broker, topic: str, count: int) -> None:
@@ -192,9 +185,7 @@ def test_redis_broker_behind_the_helper(framework: str, redis_server: RedisServe
 def test_unreachable_redis_answers_with_a_retry_hint_not_an_error(framework: str) -> None:
     """With Redis down, a subscriber gets an empty 200 stream saying `retry:`: a browser's
     EventSource comes back by itself, where a 5xx would make it give up for good."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        dead_port = probe.getsockname()[1]  # nothing listens there once the probe is closed
+    dead_port = free_port()  # nothing listens there
     broker = RedisBroker(f"redis://127.0.0.1:{dead_port}/0")
     try:
         with serve(framework, broker) as url, client(url) as http:
@@ -272,7 +263,6 @@ def test_subscribers_go_back_to_zero_when_clients_leave(framework: str) -> None:
     """`subscribers(topic)` counts the open streams and drops each as its client leaves."""
     broker = MemoryBroker()
     topic = new_topic()
-    left_at: list[float] = []
     with serve(framework, broker) as url, client(url) as http, contextlib.ExitStack() as streams:
         responses = [
             streams.enter_context(http.stream("GET", f"/events/{topic}")) for _ in range(3)
@@ -284,10 +274,7 @@ def test_subscribers_go_back_to_zero_when_clients_leave(framework: str) -> None:
             assert [e.data for e in reader.events(1)] == ["hello"]
         for remaining, response in zip((2, 1, 0), responses, strict=True):
             response.close()
-            closed = time.monotonic()
             wait_subscribers(broker, topic, remaining)
-            left_at.append(time.monotonic() - closed)
-    print(f"\n{framework}: subscriber gone after the client left: max {max(left_at) * 1000:.0f} ms")
 
 
 def test_close_topic_ends_the_streams(framework: str) -> None:
@@ -371,18 +358,17 @@ def stalled_client(url: str, path: str) -> Iterator[StalledClient]:
         sock.close()
 
 
-def flood_until_given_up(broker: Broker, topic: str, subscription: Subscription) -> tuple[int, int]:
+def flood_until_given_up(broker: Broker, topic: str, subscription: Subscription) -> int:
     """Publish big events to a client that reads nothing, until the server gives up on it
-    (disconnected, or dropping); return (events published, the longest queue seen)."""
-    longest = 0
+    (disconnected, or dropping); its queue never holds more than `QUEUE_SIZE`.  Returns how
+    many events were published."""
     body = "x" * BIG_EVENT
     for n in range(MAX_BIG_EVENTS):
         broker.publish(topic, {"n": n, "body": body})
         time.sleep(0.002)  # a steady pace: the server writes what the client lets it
-        longest = max(longest, queue_length(subscription))
-        assert longest <= QUEUE_SIZE
+        assert queue_length(subscription) <= QUEUE_SIZE
         if subscription not in broker.subscribers(topic) or subscription.stats.dropped:
-            return n + 1, longest
+            return n + 1
     raise AssertionError(f"{MAX_BIG_EVENTS} events of {BIG_EVENT} bytes and still queued")
 
 
@@ -398,7 +384,7 @@ def test_a_client_that_stops_reading_stays_bounded(framework: str, policy: str) 
         with stalled_client(url, f"/events/{topic}"):
             wait_subscribers(broker, topic, 1)
             [subscription] = broker.subscribers(topic)
-            published, longest = flood_until_given_up(broker, topic, subscription)
+            flood_until_given_up(broker, topic, subscription)
             if policy == "disconnect":
                 assert broker.counters["disconnected_slow"] == 1
                 assert broker.subscribers(topic) == []
@@ -409,10 +395,6 @@ def test_a_client_that_stops_reading_stays_bounded(framework: str, policy: str) 
                 assert subscription.stats.dropped >= 50
                 assert broker.subscribers(topic) == [subscription]
         wait_subscribers(broker, topic, 0)  # the client closed its socket
-    mib = published * BIG_EVENT / 2**20
-    print(
-        f"\n{framework}/{policy}: gave up after {published} events ({mib:.1f} MiB), queue {longest}"
-    )
 
 
 def test_a_disconnected_slow_client_resumes_without_loss(framework: str) -> None:
@@ -426,7 +408,7 @@ def test_a_disconnected_slow_client_resumes_without_loss(framework: str) -> None
         with stalled_client(url, f"/events/{topic}") as stalled:
             wait_subscribers(broker, topic, 1)
             [subscription] = broker.subscribers(topic)
-            published, _longest = flood_until_given_up(broker, topic, subscription)
+            published = flood_until_given_up(broker, topic, subscription)
             body = stalled.read_to_end()
         assert body.endswith(b"retry: 1000\n\n")
         events = EventParser().feed(body)
@@ -447,7 +429,6 @@ def test_a_disconnected_slow_client_resumes_without_loss(framework: str) -> None
                             break
     assert [e.type for e in events] == ["message"] * total
     assert [e.json()["n"] for e in events] == list(range(total))
-    print(f"\n{framework}: {total} events, {resumes} resumes after the slow disconnect")
 
 
 def test_a_client_that_stops_reading_with_redis(redis_server: RedisServer) -> None:
@@ -460,9 +441,8 @@ def test_a_client_that_stops_reading_with_redis(redis_server: RedisServer) -> No
             with stalled_client(url, f"/events/{topic}"):
                 wait_subscribers(broker, topic, 1)
                 [subscription] = broker.subscribers(topic)
-                published, longest = flood_until_given_up(broker, topic, subscription)
+                flood_until_given_up(broker, topic, subscription)
                 wait_until(lambda: broker.counters.get("disconnected_slow") == 1, "counted")
             wait_subscribers(broker, topic, 0)
     finally:
         broker.close()
-    print(f"\nredis: gave up after {published} events, queue {longest}")

@@ -6,20 +6,21 @@ deployment runs: two uvicorn worker processes (`apps.broker_app`, each with its 
 publishing numbered events at a steady pace, and HTTP clients that follow the topic as an
 `EventSource` does: a client that leaves process A mid-stream and comes back to process B with
 `Last-Event-ID` gets every event exactly once, in order, even when `redis-server` is killed
-(SIGKILL) and restarted in the middle.  Measured figures are printed (`pytest -s`).
+(SIGKILL) and restarted in the middle.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import subprocess
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ import pytest
 import redis
 from redis_server import RedisServer, running_redis
 from support.processes import BrokerApp
+from support.waiting import wait_until as support_wait_until
 
 from ssekit import EventParser, MessageEvent, to_sse
 from ssekit._frame import Encoded
@@ -73,12 +75,8 @@ def admin(redis_server: RedisServer) -> Iterator[redis.Redis]:
     client.close()
 
 
-def wait_until(condition: Callable[[], Any], what: str, timeout: float = DEADLINE) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout} s: {what}")
-        time.sleep(0.01)
+#: The support package's polling, with this file's longer deadline (Redis restarts are slow).
+wait_until = functools.partial(support_wait_until, timeout=DEADLINE)
 
 
 def read(subscription: Subscription, n: int) -> list[MessageEvent]:
@@ -237,7 +235,6 @@ def test_one_reader_and_connection_for_every_topic(
     thirty_topics = len(admin.client_list())
     assert len(readers()) == 1
     assert thirty_topics == one_topic
-    print(f"\nRedis clients with 1 and 31 topics: {one_topic}, {thirty_topics}")
 
     for subscription in subscriptions:
         subscription.close()
@@ -354,12 +351,10 @@ def test_a_reader_survives_a_redis_restart(
     before = [broker.publish(topic, n) for n in range(5)]
     wait_until(lambda: len(queued(subscription)) == 5, "delivery before the restart")
     redis_server.kill()
-    down_at = time.monotonic()
     time.sleep(OUTAGE)  # Redis stays down this long: not a wait for anything
     redis_server.start()
     after = [broker.publish(topic, n) for n in range(5, 10)]
     wait_until(lambda: len(queued(subscription)) == 10, "delivery after the restart")
-    print(f"\nevents flowing again {time.monotonic() - down_at:.2f} s after the kill")
     events = read(subscription, 10)
     assert [e.data for e in events] == [str(n) for n in range(10)]
     assert [e.last_event_id for e in events] == before + after
@@ -603,18 +598,15 @@ def test_resume_on_another_process_across_a_redis_restart(
         try:
             wait_until(lambda: len(switcher.events) >= EVENTS // 3, "a third of the events")
             redis_server.kill()
-            killed_at = time.monotonic()
             got_then = len(switcher.events)
             time.sleep(OUTAGE)  # Redis stays down this long: not a wait for anything
             redis_server.start()
             wait_until(lambda: len(switcher.events) > got_then, "events after the restart")
-            print(f"\nevents flowed again {time.monotonic() - killed_at:.2f} s after the kill")
             switcher.finish()
             stayer.finish()
             published, failures = publisher.finish()
         finally:
             publisher.kill()
-    print(f"publisher: {failures} failed Redis calls; A: {a.stats(topic)['counters']}")
     assert failures > 0  # the publisher did meet the outage
     for follower in (switcher, stayer):
         assert_exactly_once(follower, published)

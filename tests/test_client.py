@@ -18,7 +18,8 @@ HTTP 204 stops for good; a non-2xx status or another Content-Type raises `SSERes
 with the status and the start of the body (without waiting for the rest); network errors
 reconnect; custom headers, auth, parameters, bodies, timeouts and an existing httpx client are
 used; `close()` from another thread or task ends a blocked read, a wait for the response
-headers or a reconnection delay promptly.  Measured figures are printed (`pytest -s`).
+headers or a reconnection delay promptly.  How promptly is measured by
+`benchmarks/bench_latency.py`.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from support.raw_sse_server import (
     raw_sse_server,
     stream,
 )
+from support.waiting import wait_until
 from support.wsgi_servers import werkzeug_server
 
 from ssekit import Event, MessageEvent, ParseLimitExceeded
@@ -112,14 +114,6 @@ class Consumer:
         assert not self.thread.is_alive(), f"iteration did not end within {timeout} s"
         assert self.ended_at is not None
         return self.ended_at
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = DEADLINE) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout} s: {what}")
-        time.sleep(0.005)
 
 
 # -- ssekit's adapters: Starlette under uvicorn, Flask under werkzeug ---------------------------
@@ -305,7 +299,6 @@ def test_close_from_another_thread_ends_a_read_blocked_on_uvicorn(starlette_url:
         closed_at = time.monotonic()
         source.close()
         ended = consumer.join() - closed_at
-    print(f"\nclose() to end of iteration (uvicorn, blocked read): {ended * 1000:.1f} ms")
     assert consumer.error is None
     assert source.ready_state is ReadyState.CLOSED
     assert ended < 2.0
@@ -336,7 +329,6 @@ def test_async_close_from_another_task_ends_a_read_blocked_on_uvicorn(starlette_
         return ended
 
     ended = asyncio.run(main())
-    print(f"\nclose() to end of async iteration (uvicorn, blocked read): {ended * 1000:.1f} ms")
     assert ended < 2.0
 
 
@@ -369,16 +361,13 @@ def test_an_event_is_yielded_as_soon_as_its_blank_line_arrives(first: bytes, res
     with raw_sse_server(by_connection(handler)) as server:
         with EventSource(server.url, retry_ms=FAST_RETRY) as source:
             events = iter(source)
-            sent = time.monotonic()
             first_message = next(events)
-            latency = time.monotonic() - sent
             gate.set()
             rest_messages = list(events)
         assert messages([first_message, *rest_messages]) == [
             ("message", "first", ""),
             ("message", "second", ""),
         ]
-    print(f"\nfirst event yielded {latency * 1000:.1f} ms after the request started")
 
 
 def test_async_an_event_is_yielded_as_soon_as_its_blank_line_arrives() -> None:
@@ -661,7 +650,6 @@ def test_retry_sets_the_reconnection_delay_and_only_valid_forms_count() -> None:
             got = list(source)
             assert source.retry_ms == 400
         gap = server.requests_at[1] - closed[0]
-    print(f"\nreconnected {gap * 1000:.0f} ms after the stream ended (retry: 400)")
     assert [m.data for m in got] == ["a", "b"]
     assert 0.8 * 0.4 - 0.01 <= gap < 5.0 * 0.8  # not the 5000 ms default, nor 50 ms
 
@@ -676,8 +664,6 @@ def test_repeated_failures_back_off_with_jitter_up_to_a_cap() -> None:
     gaps = [b - a for a, b in itertools.pairwise(arrivals)]
     expected = [0.1, 0.2, 0.2, 0.2, 0.2, 0.2]
     ratios = [gap / delay for gap, delay in zip(gaps, expected, strict=True)]
-    shown = ", ".join(f"{g * 1000:.0f}" for g in gaps)
-    print(f"\ngaps between attempts (retry 100 ms, cap 200 ms): {shown} ms")
     for ratio in ratios:
         assert ratio >= 0.8 - 0.05
     # Uncapped, the fourth to sixth waits would be at least 0.64 s, 1.28 s and 2.56 s.
@@ -1049,7 +1035,6 @@ def test_close_from_another_thread_ends_a_blocked_read() -> None:
         assert client_left.wait(DEADLINE)
         assert consumer.error is None
         assert server.connections == 1
-    print(f"\nclose() to end of iteration (raw server, blocked read): {ended * 1000:.1f} ms")
     assert ended < 2.0
 
 
@@ -1072,7 +1057,6 @@ def test_close_ends_a_wait_for_response_headers() -> None:
             assert consumer.events == []
     finally:
         gate.set()
-    print(f"\nclose() to end of iteration (waiting for headers): {ended * 1000:.1f} ms")
     assert ended < 2.0
 
 

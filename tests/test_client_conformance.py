@@ -159,7 +159,6 @@ def table() -> Iterator[tuple[dict[tuple[str, str], Outcome], TableServer, RawSS
     """Run every (case, mode) through a client, concurrently, once for the module."""
     handler = TableServer()
     outcomes: dict[tuple[str, str], Outcome] = {}
-    started = time.monotonic()
     with raw_sse_server(handler) as server:
         limits = httpx.Limits(max_connections=WORKERS * 2)
         with httpx.Client(timeout=httpx.Timeout(10.0), limits=limits) as client:
@@ -176,12 +175,6 @@ def table() -> Iterator[tuple[dict[tuple[str, str], Outcome], TableServer, RawSS
                 deadline = time.monotonic() + CASE_DEADLINE
                 for key, future in futures.items():
                     outcomes[key] = outcome_by(deadline, future, sources[key])
-        elapsed = time.monotonic() - started
-        slowest = max(outcomes.items(), key=lambda item: item[1].seconds)
-        print(
-            f"\n{len(outcomes)} runs of the conformance table through EventSource in "
-            f"{elapsed:.1f} s (slowest: {slowest[0]} in {slowest[1].seconds:.2f} s)"
-        )
         yield outcomes, handler, server
 
 

@@ -3,8 +3,8 @@
 The HTTP tests serve `to_sse(...)` from a tiny raw ASGI app (and a WSGI one) defined here, which
 does what the serving core does with compression: choose a coding from `Accept-Encoding`, add the
 headers, wrap the stream's bytes.  Clients: httpx (decodes gzip, br and zstd when their packages
-are installed), headless Chromium, and Chromium through nginx.  Latency figures are printed
-(`pytest -s`); the assertions use generous bounds, never tight speed.
+are installed), headless Chromium, and Chromium through nginx.  The assertions use generous
+bounds, never tight speed (`benchmarks/bench_compress.py` measures the delays).
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import shutil
 import socket
-import statistics
 import subprocess
 import threading
 import time
@@ -29,6 +28,7 @@ from hypothesis import strategies as st
 from playwright.sync_api import Browser
 from support.asgi_servers import uvicorn_server
 from support.chromium import BROWSER_MARKS, launch_chromium
+from support.waiting import free_port
 from support.wsgi_servers import werkzeug_server
 
 from ssekit import EventParser, MessageEvent, to_sse
@@ -493,12 +493,6 @@ def read_events(url: str, accept: str) -> tuple[httpx.Headers, list[MessageEvent
         return response.headers, events, delays
 
 
-def summary(delays_ms: list[float]) -> str:
-    ordered = sorted(delays_ms)
-    p95 = ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
-    return f"median {statistics.median(ordered):.1f} ms, p95 {p95:.1f} ms, n={len(ordered)}"
-
-
 @pytest.mark.parametrize("coding", AVAILABLE)
 def test_httpx_reads_each_coding_event_by_event(coding: str) -> None:
     app = CompressingApp(CompressionPolicy(True))
@@ -509,7 +503,6 @@ def test_httpx_reads_each_coding_event_by_event(coding: str) -> None:
     assert headers["x-accel-buffering"] == "no"
     assert "content-length" not in headers
     assert [e.json()["i"] for e in events] == list(range(5))
-    print(f"\nhttpx {coding}: {summary([d * 1000 for d in delays])}")
     assert max(delays) < LATE, f"an event arrived {max(delays):.3f} s after it was yielded"
 
 
@@ -553,7 +546,6 @@ def test_wsgi_body_over_http(coding: str) -> None:
         headers, events, delays = read_events(f"{url}/events", coding)
     assert headers["content-encoding"] == coding
     assert [e.json()["i"] for e in events] == list(range(5))
-    print(f"\nwerkzeug {coding}: {summary([d * 1000 for d in delays])}")
     assert max(delays) < LATE
 
 
@@ -594,7 +586,8 @@ def browser_test(test: Callable[..., None]) -> Callable[..., None]:
 @pytest.mark.parametrize("coding", AVAILABLE)
 def test_chromium_gets_each_event_as_it_is_yielded(browser: Browser, coding: str) -> None:
     """With Chromium's own Accept-Encoding, each event of a stream that yields one every 200 ms
-    reaches `onmessage` promptly (median and p95 printed; bound generous).  The app allows one
+    reaches `onmessage` promptly (bound generous; `benchmarks/bench_compress.py`
+    measures the delays).  The app allows one
     coding at a time, so that Chromium's decoder of each is exercised."""
     app = CompressingApp(CompressionPolicy((coding,)))
     with uvicorn_server(app) as url:
@@ -603,8 +596,6 @@ def test_chromium_gets_each_event_as_it_is_yielded(browser: Browser, coding: str
         )
     accept, chosen = app.seen[0]
     assert chosen == coding, f"Chromium sent Accept-Encoding {accept!r}"
-    print(f"\nChromium {coding} (Accept-Encoding {accept!r}): {summary(delays)}")
-    print("  per event (ms):", " ".join(f"{d:.1f}" for d in delays))
     assert max(delays) < LATE * 1000
 
 
@@ -613,9 +604,7 @@ def nginx_proxy(upstream: str, workdir: Path) -> Iterator[str]:
     """nginx on a free port proxying to `upstream` with its defaults (`proxy_buffering on`,
     HTTP/1.0 to the upstream, so a close-delimited body); yields its URL."""
     assert NGINX is not None
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     upstream_host = upstream.removeprefix("http://")
     for name in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (workdir / name).mkdir()
@@ -687,8 +676,6 @@ def test_chromium_through_nginx(browser: Browser, tmp_path: Path) -> None:
     assert headers["vary"] == "Accept-Encoding"
     assert len(events) == 3
     assert app.seen[-2][1] == "gzip"
-    print(f"\nChromium via nginx gzip: {summary(delays)}")
-    print(f"  without X-Accel-Buffering: delays {[round(d * 1000) for d in held_delays]} ms")
     assert max(delays) < LATE * 1000
     assert len(held) == 4
     assert held_delays[0] > 0.6, "nginx no longer buffers here: X-Accel-Buffering is moot"

@@ -11,16 +11,17 @@ Debian's Chromium is used (`shutil.which("chromium")`); without it the module is
 from __future__ import annotations
 
 import contextlib
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from demo_servers import wait_until_idle
 from playwright.sync_api import Browser, Page
 from support.asgi_servers import uvicorn_server
 from support.chromium import BROWSER_MARKS, launch_chromium
+from support.waiting import free_port
 
 from ssekit.ai import DemoEngine
 from ssekit.demo import SESSION_COOKIE, create_app
@@ -57,13 +58,6 @@ def page(browser: Browser) -> Iterator[Page]:
 class Demo:
     url: str
     database: str
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @contextlib.contextmanager
@@ -104,16 +98,6 @@ def watch_reply(page: Page, final: str) -> list[dict[str, Any]]:
         assert final.startswith(seen[-1]["text"]), f"not a prefix of the reply: {seen[-1]}"
         seen.append(wait_for_reply_change(page, seen[-1]["text"]))
     return seen
-
-
-def wait_until_idle(page: Page) -> None:
-    """Wait until the reply is over: Send enabled, Stop disabled, no bubble streaming."""
-    page.wait_for_function(
-        """() => !document.getElementById("send").disabled
-              && document.getElementById("stop").disabled
-              && !document.querySelector(".streaming")""",
-        timeout=DEADLINE_MS,
-    )
 
 
 def shown_messages(page: Page) -> list[dict[str, Any]]:
@@ -173,7 +157,6 @@ def test_a_reply_streams_into_the_page_and_survives_a_reload(page: Page, tmp_pat
         history.append({"role": "assistant", "content": final})
         stored = SQLiteMemory(demo.database, parent=("ChatSession", session_of(page)))
         assert stored.get_messages() == history
-        print(f"\nthe bubble showed {len(seen)} texts while the reply streamed")
 
         assert reload_and_wait_for(page, 2) == as_shown(history)
 
@@ -219,7 +202,6 @@ def test_stop_keeps_the_partial_reply(page: Page, tmp_path: Path) -> None:
             {"role": "user", "content": "Tell me a long story", "partial": False},
             {"role": "assistant", "content": kept, "partial": True},
         ]
-        print(f"\nstopped after {len(kept.split())} of {len(full.split())} words")
 
 
 def test_the_history_survives_a_server_restart(page: Page, tmp_path: Path) -> None:

@@ -8,20 +8,20 @@ browsers send the demo's `SameSite=Lax` cookie to it (ports do not separate site
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from demo_servers import CountingEngine, Demo, running_demo
+from demo_servers import CountingEngine, Demo, running_demo, wait_until_idle
 from playwright.sync_api import Browser, BrowserContext, Page
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
-from support.asgi_servers import uvicorn_server, wait_until
+from support.asgi_servers import uvicorn_server
 from support.chromium import BROWSER_MARKS, launch_chromium
+from support.waiting import free_port, wait_until
 
 from ssekit.demo import SESSION_COOKIE
 
@@ -93,15 +93,6 @@ def chat(page: Page, text: str) -> dict[str, Any]:
     answer: dict[str, Any] = started.value.json()
     wait_until_idle(page)
     return answer
-
-
-def wait_until_idle(page: Page) -> None:
-    page.wait_for_function(
-        """() => !document.getElementById("send").disabled
-              && document.getElementById("stop").disabled
-              && !document.querySelector(".streaming")""",
-        timeout=DEADLINE_MS,
-    )
 
 
 def shown(page: Page) -> list[str]:
@@ -244,13 +235,6 @@ def test_the_page_hint_stop_button_and_favicon(context: BrowserContext, tmp_path
         assert icon.startswith("data:image/svg+xml,")  # inline: no /favicon.ico request
         assert failures == []
         assert not errors
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def test_a_server_restart_mid_reply_gives_reset_and_the_page_recovers(

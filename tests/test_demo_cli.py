@@ -2,8 +2,7 @@
 
 It must come up, answer `GET /api/ask?q=hello` (what `curl -N` reads) with its first event within
 a second of the request, and stop promptly on SIGINT (Ctrl+C), even with a stream open: the
-open reply ends (its partial text is kept) instead of holding the server.  Measured figures are
-printed (`pytest -s`).
+open reply ends (its partial text is kept) instead of holding the server.
 """
 
 from __future__ import annotations
@@ -22,6 +21,7 @@ import httpx
 import pytest
 from fake_anthropic import REPLY_DELTAS, FakeAnthropic
 from support.asgi_servers import StreamReader, uvicorn_server
+from support.waiting import free_port
 
 from ssekit.ai import DemoEngine
 from ssekit.demo import SESSION_COOKIE
@@ -34,13 +34,6 @@ START_DEADLINE = 30.0
 EXIT_DEADLINE = 10.0
 #: The issue's criterion: the first event within a second of the request.
 FIRST_EVENT_LIMIT = 1.0
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 class DemoProcess:
@@ -119,7 +112,7 @@ def test_the_demo_streams_its_first_event_within_a_second(
     within 1 s of the request, whose messages make the demo engine's reply, ending with a `done`
     event; SIGINT then stops the process promptly, with exit status 0."""
     demo = start_demo()
-    startup = demo.wait_listening()
+    demo.wait_listening()
     with httpx.Client(timeout=10) as client:
         requested = time.monotonic()
         with client.stream("GET", f"{demo.url}/api/ask?q=hello") as response:
@@ -133,11 +126,7 @@ def test_the_demo_streams_its_first_event_within_a_second(
     reply = "".join(json.loads(event.data)["content"] for event in events[:-1])
     assert reply == DemoEngine().answer([{"role": "user", "content": "hello"}])
     assert (events[-1].type, events[-1].data) == ("done", "[DONE]")
-    took = demo.interrupt()
-    print(
-        f"\ndemo process: listening after {startup * 1000:.0f} ms, first event "
-        f"{first_event * 1000:.1f} ms after the request, exit {took * 1000:.0f} ms after SIGINT"
-    )
+    demo.interrupt()
     assert first_event < FIRST_EVENT_LIMIT
     assert demo.process.returncode == 0, demo.output()
     assert f"ssekit demo on {demo.url}/" in demo.output()
@@ -160,7 +149,6 @@ def test_sigint_with_a_stream_open_ends_it_and_exits_promptly(
         received = [json.loads(event.data)["content"] for event in reader.events(2)]
         took = demo.interrupt()
         rest = reader.rest()
-    print(f"\ndemo process with a stream open: exit {took * 1000:.0f} ms after SIGINT")
     assert took < EXIT_DEADLINE
     assert demo.process.returncode == 0, demo.output()
     assert all(event.type == "message" for event in rest)

@@ -9,7 +9,6 @@ once.  Partial replies are produced the way they happen in production: an httpx 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import multiprocessing
 import sqlite3
@@ -135,7 +134,7 @@ def write_messages(
 def test_two_processes_writing_to_one_conversation(store: Store) -> None:
     """Two processes add `WRITES` messages each to the same parent at the same time: all of them
     are there, each exactly as written (content, role, partial flag), and each writer's messages
-    in the order it wrote them.  How interleaved the writes were is printed."""
+    in the order it wrote them."""
     ident = uuid.uuid4().hex
     store.memory(("ChatSession", ident))  # the schema exists before the race starts
     context = multiprocessing.get_context("spawn")
@@ -170,12 +169,6 @@ def test_two_processes_writing_to_one_conversation(store: Store) -> None:
         assert message == expected
         order[writer].append(index)
     assert order == {1: list(range(WRITES)), 2: list(range(WRITES))}
-    switches = sum(
-        1
-        for before, after in itertools.pairwise(messages)
-        if before["content"][0] != after["content"][0]
-    )
-    print(f"\n{store.name}: 2 x {WRITES} concurrent writes, the writer changed {switches} times")
 
 
 # -- record(): whole replies ---------------------------------------------------------------
@@ -303,9 +296,6 @@ def test_record_stores_the_partial_reply_when_the_client_leaves(store: Store) ->
             assert assistant["content"].startswith(received), (kind, received, assistant)
             assert full.startswith(assistant["content"])
             assert len(assistant["content"]) < len(full)
-            print(
-                f"\n{store.name} {kind}: client got {received!r}, stored {assistant['content']!r}"
-            )
 
 
 def test_record_function_and_method_agree(store: Store) -> None:

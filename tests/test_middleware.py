@@ -14,7 +14,6 @@ import contextlib
 import json
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import time
@@ -243,12 +242,7 @@ def test_a_client_leaving_closes_the_source(framework: str) -> None:
             closed = round_ + 1
             wait_until(lambda: len(state.closed) == closed, "the source is closed")  # noqa: B023
             latencies.append((state.closed[-1] - left) * 1000)
-    median = statistics.median(latencies)
-    print(
-        f"\n{framework} middleware, disconnect -> source closed: median {median:.1f} ms, "
-        f"max {max(latencies):.1f} ms (source writes every 20 ms)"
-    )
-    assert max(latencies) < 5000
+    assert max(latencies) < 5000, f"disconnect -> source closed, ms: {latencies}"
 
 
 # -- ASGI specifics ------------------------------------------------------------------------------
@@ -315,8 +309,7 @@ def test_sigterm_ends_mounted_streams_with_the_farewell(tmp_path: Path) -> None:
     # uvicorn re-raises the signal it caught once it has shut down: the default action ends it.
     assert code in (0, -signal.SIGTERM), (tmp_path / "stderr").read_text()
     assert "Traceback" not in (tmp_path / "stderr").read_text()
-    print(f"\nSIGTERM -> farewell received: {(ended - sent) * 1000:.1f} ms")
-    assert ended - sent < 5
+    assert ended - sent < 5, f"SIGTERM -> farewell received in {ended - sent:.3f} s"
 
 
 def _answers(url: str) -> bool:

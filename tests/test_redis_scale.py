@@ -14,13 +14,13 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis
 from redis_server import RedisServer, running_redis
+from support.waiting import wait_until
 
 from ssekit import EventParser
 from ssekit.broker import RedisBroker, Subscription
@@ -42,14 +42,6 @@ MAX_ADDED = 5
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     with running_redis(tmp_path_factory.mktemp("redis")) as server:
         yield server
-
-
-def wait_until(condition: Callable[[], Any], what: str, timeout: float = DEADLINE) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout} s: {what}")
-        time.sleep(0.02)
 
 
 def os_threads() -> int:
@@ -112,7 +104,9 @@ def test_a_thousand_topics_cost_a_constant_and_survive_a_restart(
                     published[topic].append(publish(broker, topic, n))
             total = BEFORE + AFTER
             wait_until(
-                lambda: all(queued(s) >= total for s in subscriptions), "every event delivered"
+                lambda: all(queued(s) >= total for s in subscriptions),
+                "every event delivered",
+                timeout=DEADLINE,
             )
             after_restart = (threading.active_count(), os_threads(), connections(admin))
             lost = duplicated = 0
@@ -130,15 +124,15 @@ def test_a_thousand_topics_cost_a_constant_and_survive_a_restart(
         after_close = (threading.active_count(), os_threads(), connections(admin))
     finally:
         admin.close()
-    print(
-        f"\n{TOPICS} topics: subscribed in {subscribed:.2f} s; {delivered_at_kill} of "
+    summary = (
+        f"{TOPICS} topics: subscribed in {subscribed:.2f} s; {delivered_at_kill} of "
         f"{TOPICS * BEFORE} events delivered when Redis was killed; lost {lost}, "
         f"duplicated {duplicated}; counters {counters}\n"
         f"(python threads, OS threads, Redis clients): before {base}, held {held}, "
         f"after the restart {after_restart}, after close {after_close}"
     )
-    assert (lost, duplicated) == (0, 0)
-    assert counters.get("reconnects", 0) >= 1
+    assert (lost, duplicated) == (0, 0), summary
+    assert counters.get("reconnects", 0) >= 1, summary
     for measured in (held, after_restart):
         assert all(now - before <= MAX_ADDED for now, before in zip(measured, base, strict=True))
     assert after_close[0] == base[0]

@@ -27,6 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from support.asgi_servers import DEADLINE, StreamReader, uvicorn_server, wait_until
+from support.fake_upstreams import serve_fake
 
 from ssekit import EventParser, MessageEvent, to_sse
 from ssekit.adapters.starlette import SSEResponse, last_event_id
@@ -51,10 +52,7 @@ SLOW_TEXT = "".join(f"<{n}>" for n in range(SLOW_COUNT))
 
 @pytest.fixture(scope="module")
 def fake() -> Iterator[FakeOpenAITools]:
-    fake = FakeOpenAITools()
-    with uvicorn_server(fake.app) as url:
-        fake.base_url = f"{url}/v1"  # type: ignore[attr-defined]
-        yield fake
+    yield from serve_fake(FakeOpenAITools())
 
 
 class RunsApp:
@@ -167,7 +165,6 @@ def test_stop_closes_the_upstream_within_a_second_and_keeps_the_partial_reply_on
         assert call.disconnected.wait(DEADLINE), "the upstream request was never closed"
         assert call.disconnected_at is not None
         latency = call.disconnected_at - stopped_at
-        print(f"\nstop -> upstream request closed: {latency * 1000:.1f} ms")
         assert latency < UPSTREAM_CLOSE_LIMIT
         assert client.post(f"{url}/runs/{run_id}/stop").json() == {"stopped": False}
     events = decoded(seen)

@@ -7,8 +7,6 @@ installs its own signal handlers and the registry chains its handlers in front o
 production.  The tests open many concurrent streams, send SIGINT, and check that every client got
 the farewell and the `retry:` hint, that the stream ended cleanly, and that the process exited
 promptly; then that a second server started in the same process afterwards streams normally.
-
-The measured figures are printed (`pytest -s` shows them).
 """
 
 from __future__ import annotations
@@ -210,10 +208,6 @@ def test_sigint_ends_every_stream_with_the_farewell_and_the_process_exits(
 
     with server_process(["--server", server_name], tmp_path) as server:
         returncode, exit_seconds = asyncio.run(scenario(server))
-        print(
-            f"\n{server_name}/{kind}: {STREAMS} streams, SIGINT -> exit in "
-            f"{exit_seconds * 1000:.0f} ms"
-        )
         assert returncode == 0, server.stderr()
         assert exit_seconds < EXIT_BOUND
         assert server.expect("stopped") == "1"
@@ -263,10 +257,6 @@ def test_a_second_server_in_the_same_process_streams_normally(
         stopped_after = asyncio.run(first_round(server))
         assert stopped_after < EXIT_BOUND
         returncode, exit_seconds = asyncio.run(second_round(server))
-        print(
-            f"\n{server_name}: first server stopped in {stopped_after * 1000:.0f} ms; "
-            f"second server: SIGINT -> exit in {exit_seconds * 1000:.0f} ms"
-        )
         assert returncode == 0, server.stderr()
         assert exit_seconds < EXIT_BOUND
         assert server.expect("stopped") == "2"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
@@ -14,7 +13,7 @@ from typing import Any
 import httpx
 from apps.broker_app import REDIS_URL_ENV
 
-from support.waiting import free_port
+from support.waiting import free_port, wait_healthy
 
 TESTS_DIR = Path(__file__).resolve().parent.parent
 #: How long a server may take to start or to stop.
@@ -78,17 +77,8 @@ class BrokerApp:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        deadline = time.monotonic() + DEADLINE
-        with httpx.Client(timeout=2.0) as client:
-            while True:
-                if self.process.poll() is not None:
-                    raise RuntimeError(f"{self.name} exited early:\n{self.log()}")
-                with contextlib.suppress(httpx.TransportError):
-                    if client.get(f"{self.url}/health").status_code == 200:
-                        return time.monotonic() - began
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"{self.name} did not start:\n{self.log()}")
-                time.sleep(0.02)
+        wait_healthy(self.process, f"{self.url}/health", self.name, self.log, DEADLINE)
+        return time.monotonic() - began
 
     def _log_path(self) -> Path:
         return self.workdir / f"{self.name}-{self.starts}.log"

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import subprocess
 import time
 from collections.abc import Callable
 from typing import Any
+
+import httpx
 
 #: How long a test waits for something that should happen soon (far more than it needs).
 DEADLINE = 10.0
@@ -28,3 +32,21 @@ def wait_until(condition: Callable[[], Any], what: str = "", *, timeout: float =
         if time.monotonic() > deadline:
             raise AssertionError(f"not within {timeout} s: {what or condition}")
         time.sleep(POLL_INTERVAL)
+
+
+def wait_healthy(
+    process: subprocess.Popen[bytes], url: str, name: str, log: Callable[[], str], timeout: float
+) -> None:
+    """Poll `url` until it answers 200; fail with `log()` if `process` exits or `timeout`
+    seconds pass first."""
+    deadline = time.monotonic() + timeout
+    with httpx.Client(timeout=2.0) as client:
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"{name} exited early:\n{log()}")
+            with contextlib.suppress(httpx.TransportError):
+                if client.get(url).status_code == 200:
+                    return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{name} did not start in {timeout} s:\n{log()}")
+            time.sleep(0.02)

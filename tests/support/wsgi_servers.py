@@ -28,7 +28,7 @@ import httpx
 from apps import EVENTS_ENV
 from werkzeug.serving import make_server
 
-from support.waiting import free_port
+from support.waiting import free_port, wait_healthy
 
 #: The directory gunicorn runs in, so that `apps.wsgi_app` and `apps.flask_app` import.
 TESTS_DIR = Path(__file__).resolve().parent.parent
@@ -156,19 +156,7 @@ class Gunicorn:
 
     def wait_ready(self) -> None:
         """Poll `/health` until it answers 200; fail if gunicorn exits or the deadline passes."""
-        deadline = time.monotonic() + START_DEADLINE
-        with httpx.Client(timeout=2.0) as client:
-            while True:
-                if self.process.poll() is not None:
-                    raise RuntimeError(f"gunicorn exited early:\n{self.stderr()}")
-                with contextlib.suppress(httpx.TransportError):
-                    if client.get(f"{self.url}/health").status_code == 200:
-                        return
-                if time.monotonic() > deadline:
-                    raise RuntimeError(
-                        f"gunicorn did not start in {START_DEADLINE} s:\n{self.stderr()}"
-                    )
-                time.sleep(0.05)
+        wait_healthy(self.process, f"{self.url}/health", "gunicorn", self.stderr, START_DEADLINE)
 
     def stop(self) -> None:
         """SIGTERM, then wait (SIGKILL if it will not go)."""
