@@ -270,6 +270,8 @@ def _collect(handoff: Handoff, writer: StreamWriter, now: float) -> None:
         outcome = handoff.outcome
         assert outcome is not None  # set with `finished`, under the same lock
         writer.end(outcome)
+    elif handoff.closed:  # the source was dropped from elsewhere (`subscription.close()`)
+        writer.end(ConsumerClosed())
 
 
 def _running(generator: object) -> bool:

@@ -17,6 +17,7 @@ import pytest
 
 import ssekit
 from ssekit import Channel, ChannelClosed, EventParser, MessageEvent, SSEStream, StreamState, to_sse
+from ssekit.broker import MemoryBroker
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -809,3 +810,41 @@ def test_close_before_the_first_async_step_closes_the_source() -> None:
     run(main)
     assert stream.state is StreamState.CLOSED
     assert source.closed == 1
+
+
+def test_a_subscription_closed_from_another_thread_ends_its_sync_stream() -> None:
+    """`subscription.close()` drops the source from elsewhere: the stream consumed with `for`
+    (blocked waiting, no heartbeat) ends at once instead of waking and waiting again."""
+    subscription = MemoryBroker().subscribe("topic")
+    stream = to_sse(subscription, heartbeat=None)
+    chunks = iter(stream)
+    assert next(chunks) == b": ok\n\n"
+    done = threading.Event()
+
+    def consume() -> None:
+        for _ in chunks:
+            pass
+        done.set()
+
+    consumer = threading.Thread(target=consume)
+    consumer.start()
+    subscription.close()
+    assert done.wait(5), "the stream went on after its subscription was closed"
+    consumer.join(5)
+    assert stream.state is StreamState.CLOSED
+
+
+def test_a_subscription_closed_from_elsewhere_ends_its_async_stream() -> None:
+    """The same for `async for`: the consumer task finishes instead of spinning."""
+
+    async def run() -> list[bytes]:
+        subscription = MemoryBroker().subscribe("topic")
+        stream = to_sse(subscription, heartbeat=None)
+        chunks = stream.__aiter__()
+        first = await chunks.__anext__()
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.05, subscription.close)
+        rest = [chunk async for chunk in chunks]
+        return [first, *rest]
+
+    assert asyncio.run(asyncio.wait_for(run(), 5)) == [b": ok\n\n"]
