@@ -105,7 +105,7 @@ def registry() -> StreamRegistry:
     return _default_registry
 
 
-def is_asgi(request: HttpRequest) -> bool:
+def _is_asgi(request: HttpRequest) -> bool:
     """Whether an ASGI server serves `request` (else a WSGI one)."""
     return isinstance(request, ASGIRequest)
 
@@ -230,7 +230,7 @@ def _head_body(request: HttpRequest) -> Iterable[bytes] | AsyncIterator[bytes]:
         return
         yield  # pragma: no cover (makes it an async generator)
 
-    return nothing() if is_asgi(request) else []
+    return nothing() if _is_asgi(request) else []
 
 
 def sse_response(
@@ -265,7 +265,7 @@ def sse_response(
     if request.method == "HEAD":
         stream.close()
         response = StreamingHttpResponse(_head_body(request), status=status)
-    elif is_asgi(request):
+    elif _is_asgi(request):
         body = encoding.abody(stream)
         response = _ASGIStreamResponse(stream, body, send_timeout, status=status)
     else:

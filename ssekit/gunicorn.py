@@ -41,7 +41,7 @@ __all__ = ["post_worker_init", "worker_int"]
 STREAM_SHARE = 0.75
 
 
-def default_max_streams(worker: Any) -> int | None:
+def _default_max_streams(worker: Any) -> int | None:
     """The cap for a worker's registries: 3/4 of its threads or connections; None otherwise."""
     gthread = sys.modules.get("gunicorn.workers.gthread")
     base_async = sys.modules.get("gunicorn.workers.base_async")
@@ -56,7 +56,7 @@ def default_max_streams(worker: Any) -> int | None:
 
 def post_worker_init(worker: Any) -> None:
     """gunicorn hook: cap the worker's registries and end their streams first on SIGTERM."""
-    cap = default_max_streams(worker)
+    cap = _default_max_streams(worker)
     if cap is not None:
         for registry in live_registries():
             if registry.max_streams is None:
