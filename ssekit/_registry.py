@@ -219,10 +219,10 @@ class StreamRegistry:
         Call it once the server has installed its own handlers (e.g. at lifespan startup), and
         `restore_signal_handlers()` when serving ends.
         """
+        with self._lock:
+            self._closing = False  # serving (again), whichever thread the server runs in
         if threading.current_thread() is not threading.main_thread():
             return False
-        with self._lock:
-            self._closing = False  # serving (again)
         for sig in signals:
             if sig in self._previous_handlers:
                 continue

@@ -108,6 +108,23 @@ def test_a_stream_admitted_while_shutting_down_gets_the_farewell_at_once() -> No
     assert signal.getsignal(signal.SIGTERM) is not registry._on_signal
 
 
+def test_serving_again_from_another_thread_admits_streams_normally() -> None:
+    """A server run in a thread (no signal handlers there) that starts a shut-down registry's
+    lifespan again: its streams are served, not ended at once with the farewell."""
+    registry = StreamRegistry(farewell="bye")
+    registry.shutdown()
+    assert registry.closing
+    started: list[bool] = []
+    thread = threading.Thread(target=lambda: started.append(registry.install_signal_handlers()))
+    thread.start()
+    thread.join(DEADLINE)
+    assert started == [False]  # no handlers off the main thread...
+    assert not registry.closing  # ...but serving all the same
+    stream = to_sse(["x"], heartbeat=None)
+    assert registry.admit(stream)
+    assert b"bye" not in b"".join(stream)
+
+
 def test_live_registries_are_held_weakly() -> None:
     """The process's registries are listed while in use and never kept alive by the list.
 
