@@ -1,13 +1,12 @@
-"""What every adapter shares about a request: the response headers, `Last-Event-ID`, the view."""
+"""What every adapter shares about a request: its text, `Last-Event-ID`, the `SSERequest` view."""
 
 from __future__ import annotations
 
-import logging
-import threading
-import warnings
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl
+
+from ssekit.adapters._core import SSE_HEADERS, warn_once  # the response side, importable here too
 
 __all__ = [
     "LAST_EVENT_ID_QUERY",
@@ -18,14 +17,6 @@ __all__ = [
     "wsgi_last_event_id",
     "wsgi_text",
 ]
-
-#: The response headers of every stream.  No Content-Length (the body is open-ended) and no
-#: Connection header (HTTP/2 forbids it; servers manage keep-alive themselves).
-SSE_HEADERS: tuple[tuple[str, str], ...] = (
-    ("Content-Type", "text/event-stream; charset=utf-8"),
-    ("Cache-Control", "no-cache"),
-    ("X-Accel-Buffering", "no"),
-)
 
 #: The query parameter read when a client cannot send the `Last-Event-ID` header.
 LAST_EVENT_ID_QUERY = "lastEventId"
@@ -129,12 +120,3 @@ class SSERequest:
 
     def __repr__(self) -> str:
         return f"SSERequest({self.method} {self.path}, last_event_id={self.last_event_id!r})"
-
-
-def warn_once(flag: threading.Event, message: str, *, stacklevel: int = 3) -> None:
-    """Log `message` and raise it as a `RuntimeWarning`, the first time `flag` is seen unset."""
-    if flag.is_set():
-        return
-    flag.set()
-    logging.getLogger("ssekit").warning(message)
-    warnings.warn(message, RuntimeWarning, stacklevel=stacklevel)

@@ -4,9 +4,10 @@ An endpoint answers a request with an `SSEStream` to serve or a `Refuse` (status
 headers) to send as plain text; a broker endpoint first decides `Stream`, `Refuse` or
 `RetryLater`.  Nothing here imports a web framework.
 
-Compression: an endpoint's `compression` (from `compress=`) and `negotiate_encoding()` give, per
-request, the `Encoding` whose headers go on the response and whose `body()`/`abody()` wraps the
-stream's bytes; `merge_headers()` joins its `Vary` with the app's.
+Headers: every stream response starts from `SSE_HEADERS` (`stream_headers()` lets the app's own
+win).  Compression: an endpoint's `compression` (from `compress=`) and `negotiate_encoding()`
+give, per request, the `Encoding` whose headers go on the response and whose `body()`/`abody()`
+wraps the stream's bytes; `merge_headers()` joins its `Vary` with the app's.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ import contextvars
 import inspect
 import logging
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+import threading
+import warnings
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
@@ -45,6 +48,7 @@ if TYPE_CHECKING:  # for the adapters' `**options: Unpack[StreamOptionsDict]`
 
 __all__ = [
     "FORBIDDEN",
+    "SSE_HEADERS",
     "AsyncBody",
     "Authorize",
     "AuthorizeTopics",
@@ -66,7 +70,9 @@ __all__ = [
     "negotiate_encoding",
     "refuse_async",
     "run_in_new_loop",
+    "stream_headers",
     "track",
+    "warn_once",
 ]
 
 logger = logging.getLogger("ssekit")
@@ -110,6 +116,22 @@ Decision = Stream | Refuse | RetryLater
 
 FORBIDDEN = Refuse(403, "Forbidden")
 SERVER_ERROR = Refuse(500, "Internal Server Error")
+
+#: The response headers of every stream.  No Content-Length (the body is open-ended) and no
+#: Connection header (HTTP/2 forbids it; servers manage keep-alive themselves).
+SSE_HEADERS: tuple[tuple[str, str], ...] = (
+    ("Content-Type", "text/event-stream; charset=utf-8"),
+    ("Cache-Control", "no-cache"),
+    ("X-Accel-Buffering", "no"),
+)
+
+
+def stream_headers(given: Mapping[str, str] | None) -> list[tuple[str, str]]:
+    """A stream response's headers: `SSE_HEADERS` the app did not set itself, then the app's."""
+    app = dict(given or {})
+    names = {name.lower() for name in app}
+    return [h for h in SSE_HEADERS if h[0].lower() not in names] + list(app.items())
+
 
 #: The `compress=` option: False (the default), True (every coding installed), a tuple of
 #: codings in the app's order of preference, or a ready `CompressionPolicy` (e.g. with levels).
@@ -248,6 +270,15 @@ def admit(registry: StreamRegistry | None, stream: SSEStream) -> Refuse | None:
         return None
     retry_after = (("Retry-After", str(registry.retry_after)),)
     return Refuse(503, "Too many open streams; try again later.", retry_after)
+
+
+def warn_once(flag: threading.Event, message: str, *, stacklevel: int = 3) -> None:
+    """Log `message` and raise it as a `RuntimeWarning`, the first time `flag` is seen unset."""
+    if flag.is_set():
+        return
+    flag.set()
+    logger.warning(message)
+    warnings.warn(message, RuntimeWarning, stacklevel=stacklevel)
 
 
 def run_in_new_loop(awaitable: Awaitable[Any]) -> Any:

@@ -3,7 +3,8 @@
 It iterates the stream, checks that the client is still there before each write where the
 server shares the client's socket, and closes the stream (and so its source) when the server
 calls `close()`; with compression on, it is wrapped once more, in a body that compresses and
-flushes each write batch.  Also here: a whole stream response (`respond`), a refusal as a
+flushes each write batch.  Also here: what every WSGI stream response decides first (admission
+to the registry, headers, coding), a whole stream response (`respond`), a refusal as a
 plain-text response, and the warning for gunicorn's sync worker.
 """
 
@@ -22,7 +23,6 @@ from typing import Any
 
 from ssekit._registry import StreamRegistry
 from ssekit._stream import SSEStream
-from ssekit.adapters._common import SSE_HEADERS, warn_once
 from ssekit.adapters._core import (
     Compress,
     Encoding,
@@ -31,19 +31,23 @@ from ssekit.adapters._core import (
     compression_policy,
     merge_headers,
     negotiate_encoding,
+    stream_headers,
     track,
+    warn_once,
 )
 
 __all__ = [
     "Environ",
     "StartResponse",
     "StreamBody",
+    "admit_unless_head",
     "client_socket",
     "encoding_of",
     "open_body",
     "peer_closed",
     "refusal",
     "respond",
+    "response_headers",
     "warn_if_blocking_worker",
 ]
 
@@ -200,6 +204,31 @@ def encoding_of(
     )
 
 
+def response_headers(
+    environ: Environ, compress: Compress, given: Mapping[str, str] | None = None
+) -> tuple[list[tuple[str, str]], Encoding]:
+    """A stream response's headers (the app's `given` ones win) and the coding they announce."""
+    headers = stream_headers(given)
+    encoding = encoding_of(environ, compress, headers)
+    return merge_headers(headers, encoding.headers), encoding
+
+
+def admit_unless_head(
+    environ: Environ, registry: StreamRegistry | None, stream: SSEStream
+) -> Refuse | None:
+    """Track `stream` (a HEAD request's never starts); past `max_streams`, close it, and a 503."""
+    if _is_head(environ):
+        return None
+    refused = admit(registry, stream)
+    if refused is not None:
+        stream.close()
+    return refused
+
+
+def _is_head(environ: Environ) -> bool:
+    return str(environ.get("REQUEST_METHOD", "GET")).upper() == "HEAD"
+
+
 def open_body(
     stream: SSEStream,
     environ: Environ,
@@ -227,14 +256,12 @@ def respond(
 
     Past the registry's `max_streams`, a 503 with `Retry-After` instead, at once.
     """
-    head = str(environ.get("REQUEST_METHOD", "GET")).upper() == "HEAD"
-    refused = None if head else admit(registry, stream)
+    refused = admit_unless_head(environ, registry, stream)
     if refused is not None:
-        stream.close()
         return refusal(start_response, refused)
-    encoding = encoding_of(environ, compress)
-    start_response("200 OK", merge_headers(SSE_HEADERS, encoding.headers))
-    if head:
+    headers, encoding = response_headers(environ, compress)
+    start_response("200 OK", headers)
+    if _is_head(environ):
         stream.close()
         return []
     return open_body(stream, environ, encoding, registry)

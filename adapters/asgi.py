@@ -11,44 +11,35 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import Any
 
 from ssekit._registry import STATE_KEY, StreamRegistry
 from ssekit._stream import SSEStream
-from ssekit.adapters._common import SSE_HEADERS, SSERequest
+from ssekit.adapters._asgi_apps import SSEApp, SSEMiddleware
+from ssekit.adapters._asgi_common import (
+    DEFAULT_SEND_TIMEOUT,
+    Message,
+    Receive,
+    Scope,
+    Send,
+    send_refusal,
+)
 from ssekit.adapters._core import (
+    SSE_HEADERS,
     AsyncBody,
-    Authorize,
-    AuthorizeTopics,
-    BrokerEndpoint,
     Compress,
-    Factory,
-    Refuse,
-    StreamEndpoint,
     admit,
     compression_policy,
     merge_headers,
     negotiate_encoding,
     track,
 )
-from ssekit.adapters._mount import Mounts
-from ssekit.broker import Broker, SlowPolicy
-
-if TYPE_CHECKING:
-    from ssekit.adapters._core import StreamOptionsDict, Unpack
 
 __all__ = ["DEFAULT_SEND_TIMEOUT", "SSEApp", "SSEMiddleware", "send_refusal", "serve_stream"]
 
 logger = logging.getLogger("ssekit")
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-
-#: Seconds one write may take before the client is deemed gone (it stopped reading).
-DEFAULT_SEND_TIMEOUT = 60.0
 #: Seconds a stream may keep writing without letting the event loop run.  A server's `send()`
 #: rarely suspends, and uvicorn learns that a client left (and then ignores sends) only when the
 #: loop runs: a source that keeps up with the writes would otherwise hold the loop, and go on
@@ -210,218 +201,3 @@ async def _wait_for_disconnect(receive: Receive) -> None:
 async def _send_quietly(send: Send, message: Message) -> None:
     with contextlib.suppress(OSError):
         await send(message)
-
-
-async def send_refusal(send: Send, refused: Refuse) -> None:
-    """Answer with the refusal's status and its short reason as plain text."""
-    body = refused.reason.encode()
-    headers = [
-        (b"content-type", b"text/plain; charset=utf-8"),
-        (b"content-length", str(len(body)).encode()),
-        *((name.lower().encode(), value.encode()) for name, value in refused.headers),
-    ]
-    await send({"type": "http.response.start", "status": refused.status, "headers": headers})
-    await send({"type": "http.response.body", "body": body, "more_body": False})
-
-
-class SSEApp:
-    """An ASGI application that streams `factory(request)` to every request.
-
-    ```
-    app = SSEApp(lambda request: ticks(after=request.last_event_id), heartbeat=10)
-    ```
-
-    GET and HEAD are served (`methods=` adds others); `authorize(request)`, sync or async,
-    returning False or raising gives 403.  When it is the top-level app it also handles the
-    lifespan: the registry's signal handlers are chained while serving, so a server's shutdown
-    first ends the streams with the registry's farewell.  Other keyword arguments are `to_sse()`
-    options, checked here.
-    """
-
-    def __init__(
-        self,
-        factory: Factory[SSERequest],
-        *,
-        methods: Iterable[str] = (),
-        registry: StreamRegistry | None = None,
-        send_timeout: float | None = DEFAULT_SEND_TIMEOUT,
-        authorize: Authorize[SSERequest] | None = None,
-        compress: Compress = False,
-        **options: Unpack[StreamOptionsDict],
-    ) -> None:
-        self.endpoint = StreamEndpoint(
-            factory, methods=methods, authorize=authorize, compress=compress, options=options
-        )
-        self.registry = registry if registry is not None else StreamRegistry()
-        self.send_timeout = send_timeout
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await self._lifespan(receive, send)
-            return
-        if scope["type"] != "http":
-            raise ValueError(f"SSEApp serves HTTP, not {scope['type']!r}.")
-        request = SSERequest.from_asgi(scope)
-        stream = await self.endpoint.aopen(request, request.method)
-        if isinstance(stream, Refuse):
-            await send_refusal(send, stream)
-            return
-        await serve_stream(
-            stream,
-            scope,
-            receive,
-            send,
-            send_timeout=self.send_timeout,
-            registry=self.registry,
-            compress=self.endpoint.compression,
-        )
-
-    async def _lifespan(self, receive: Receive, send: Send) -> None:
-        await _registry_lifespan(self.registry, receive, send)
-
-
-async def _registry_lifespan(registry: StreamRegistry, receive: Receive, send: Send) -> None:
-    """A lifespan of its own: the registry's signal handlers while serving, streams ended after."""
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            registry.install_signal_handlers()
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            registry.close_all()
-            registry.restore_signal_handlers()
-            await send({"type": "lifespan.shutdown.complete"})
-            return
-
-
-class SSEMiddleware:
-    """Wraps any ASGI app and serves ssekit streams under given paths; the rest goes to `app`.
-
-    ```
-    app = SSEMiddleware(litestar_app)
-    app.add_broker("/events", broker, authorize=may_follow)  # GET /events/<topic>
-    app.add_stream("/clock", lambda request: ticks(), heartbeat=10)
-    ```
-
-    A mounted path behaves as `SSEApp` and Starlette's `broker_route` do (405 with `Allow`,
-    400 for a bad topic, 403 when `authorize` says no, 503 at a topic's cap, `Last-Event-ID`
-    resume, HEAD, `compress=`); factories and hooks get an `SSERequest`.  Every other request,
-    websocket and lifespan messages included, reaches `app` untouched.  The lifespan is also
-    where the middleware chains the registry's SIGINT/SIGTERM handlers (after `app`'s startup
-    completes) and ends open streams (when the shutdown arrives, before `app` sees it); an app
-    that refuses lifespan scopes gets them answered by the middleware instead.
-    """
-
-    def __init__(
-        self,
-        app: Callable[[Scope, Receive, Send], Awaitable[None]],
-        *,
-        registry: StreamRegistry | None = None,
-        send_timeout: float | None = DEFAULT_SEND_TIMEOUT,
-    ) -> None:
-        self.app = app
-        self.registry = registry if registry is not None else StreamRegistry()
-        self.send_timeout = send_timeout
-        self._mounts = Mounts()
-
-    def add_stream(
-        self,
-        path: str,
-        factory: Factory[SSERequest],
-        *,
-        methods: Iterable[str] = (),
-        authorize: Authorize[SSERequest] | None = None,
-        compress: Compress = False,
-        **options: Unpack[StreamOptionsDict],
-    ) -> SSEMiddleware:
-        """Serve `factory(request)` (sync or async) at exactly `path`; options checked here."""
-        endpoint = StreamEndpoint(
-            factory, methods=methods, authorize=authorize, compress=compress, options=options
-        )
-        self._mounts.add_stream(path, endpoint)
-        return self
-
-    def add_broker(
-        self,
-        prefix: str,
-        broker: Broker,
-        *,
-        authorize: AuthorizeTopics[SSERequest] | None = None,
-        policy: SlowPolicy = "disconnect",
-        compress: Compress = False,
-        **options: Unpack[StreamOptionsDict],
-    ) -> SSEMiddleware:
-        """Serve `broker`'s topic `<topic>` at `<prefix>/<topic>`, resuming from `Last-Event-ID`.
-
-        `authorize(request, [topic])` (sync or async) returning False, or raising, gives 403.
-        """
-        endpoint = BrokerEndpoint[SSERequest](
-            broker, authorize=authorize, policy=policy, compress=compress, options=options
-        )
-        self._mounts.add_broker(prefix, endpoint)
-        return self
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await self._lifespan(scope, receive, send)
-            return
-        found = self._mounts.match(scope.get("path", "")) if scope["type"] == "http" else None
-        if found is None:
-            await self.app(scope, receive, send)
-            return
-        request = SSERequest.from_asgi(scope)
-        if found.stream is not None:
-            answer = await found.stream.aopen(request, request.method)
-            compression = found.stream.compression
-        else:
-            assert found.broker is not None
-            answer = await self._broker(found.broker, request, found.topic)
-            compression = found.broker.compression
-        if isinstance(answer, Refuse):
-            await send_refusal(send, answer)
-            return
-        await serve_stream(
-            answer,
-            scope,
-            receive,
-            send,
-            send_timeout=self.send_timeout,
-            registry=self.registry,
-            compress=compression,
-        )
-
-    @staticmethod
-    async def _broker(
-        endpoint: BrokerEndpoint[SSERequest], request: SSERequest, topic: str
-    ) -> SSEStream | Refuse:
-        if request.method not in ("GET", "HEAD"):
-            return Refuse(405, "Method Not Allowed", (("Allow", "GET, HEAD"),))
-        decision = await endpoint.adecide(request, topic, request.last_event_id)
-        return endpoint.respond(decision)
-
-    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
-        received = False
-
-        async def app_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            received = True
-            if message["type"] == "lifespan.shutdown":
-                self.registry.close_all()  # the streams end first, so the server can stop
-            return message
-
-        async def app_send(message: Message) -> None:
-            if message["type"] == "lifespan.startup.complete":
-                self.registry.install_signal_handlers()
-            elif message["type"] in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
-                self.registry.restore_signal_handlers()
-            await send(message)
-
-        try:
-            await self.app(scope, app_receive, app_send)
-        except Exception:
-            if received:
-                raise
-            # The app takes no lifespan (Django's ASGI handler raises for it): answer it here.
-            logger.debug("ssekit: the wrapped app refused the lifespan scope; handling it here")
-            await _registry_lifespan(self.registry, receive, send)

@@ -66,6 +66,7 @@ from ssekit.adapters._core import (
     negotiate_encoding,
     track,
 )
+from ssekit.adapters._lifespan import registry_lifespan
 from ssekit.adapters._wsgi_body import StreamBody, client_socket, warn_if_blocking_worker
 from ssekit.adapters.asgi import DEFAULT_SEND_TIMEOUT, MAX_BUSY_SECONDS, _SendWatchdog
 from ssekit.broker import Broker, SlowPolicy
@@ -431,17 +432,7 @@ class _Lifespan:
         if scope["type"] != "lifespan":
             await self.application(scope, receive, send)
             return
-        streams = registry()
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                streams.install_signal_handlers()
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                streams.close_all()
-                streams.restore_signal_handlers()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        await registry_lifespan(registry(), receive, send)
 
 
 def get_asgi_application() -> Callable[..., Any]:

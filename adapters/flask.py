@@ -25,11 +25,10 @@ import functools
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, overload
 
-from flask import Flask, Request, Response, current_app, request
+from flask import Request, Response, current_app, request
 
-from ssekit._registry import StreamRegistry
 from ssekit._stream import Source, SSEStream
-from ssekit.adapters._common import SSE_HEADERS, wsgi_last_event_id
+from ssekit.adapters._common import wsgi_last_event_id
 from ssekit.adapters._core import (
     FORBIDDEN,
     Authorize,
@@ -37,43 +36,19 @@ from ssekit.adapters._core import (
     BrokerEndpoint,
     Compress,
     Refuse,
-    admit,
     allowed,
     checked_options,
     compression_policy,
     make_stream,
-    merge_headers,
 )
-from ssekit.adapters._wsgi_body import encoding_of, open_body
+from ssekit.adapters._flask_registry import init_app, registry
+from ssekit.adapters._wsgi_body import admit_unless_head, open_body, response_headers
 from ssekit.broker import Broker, SlowPolicy
 
 if TYPE_CHECKING:
     from ssekit.adapters._core import StreamOptionsDict, Unpack
 
 __all__ = ["broker_view", "init_app", "last_event_id", "registry", "sse", "sse_response"]
-
-_EXTENSION = "ssekit"
-
-
-def init_app(
-    app: Flask, registry: StreamRegistry | None = None, *, max_streams: int | None = None
-) -> StreamRegistry:
-    """Give `app` a registry of its open streams (see `StreamRegistry`) and return it.
-
-    `max_streams` caps the streams open at once: beyond it a stream request gets 503 with
-    `Retry-After` (give it to the `StreamRegistry` instead when you pass one).
-    """
-    if registry is not None and max_streams is not None:
-        raise TypeError("Give max_streams to the StreamRegistry you pass to init_app(), not both.")
-    registry = registry if registry is not None else StreamRegistry(max_streams=max_streams)
-    app.extensions[_EXTENSION] = registry
-    return registry
-
-
-def registry() -> StreamRegistry | None:
-    """The current app's registry, if `init_app()` gave it one."""
-    found = current_app.extensions.get(_EXTENSION)
-    return found if isinstance(found, StreamRegistry) else None
 
 
 def last_event_id() -> str | None:
@@ -97,20 +72,14 @@ def sse_response(
     """
     policy = compression_policy(compress)
     stream = make_stream(source, options)
-    refused = None if request.method == "HEAD" else admit(registry(), stream)
+    refused = admit_unless_head(request.environ, registry(), stream)
     if refused is not None:  # at the registry's max_streams: 503, at once
-        stream.close()
         return _plain(refused)
-    given = dict(headers or {})
-    names = {name.lower() for name in given}
-    base = [h for h in SSE_HEADERS if h[0].lower() not in names] + list(given.items())
-    encoding = encoding_of(request.environ, policy, base)
+    all_headers, encoding = response_headers(request.environ, policy, headers)
     # Flask pops the request and app contexts before the server reads the body: the source
     # starts in a copy of the view's, and sees `request`, `g` and `last_event_id()` as it did.
     body = open_body(stream, request.environ, encoding, registry(), contextvars.copy_context())
-    return current_app.response_class(
-        body, status=status, headers=merge_headers(base, encoding.headers)
-    )
+    return current_app.response_class(body, status=status, headers=all_headers)
 
 
 View = Callable[..., Any]

@@ -16,19 +16,16 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from ssekit._registry import StreamRegistry
-from ssekit._stream import SSEStream
 from ssekit.adapters._common import SSERequest, wsgi_text
 from ssekit.adapters._core import (
     Authorize,
-    AuthorizeTopics,
-    BrokerEndpoint,
     Compress,
     Factory,
     Refuse,
     StreamEndpoint,
     refuse_async,
 )
-from ssekit.adapters._mount import Mounts
+from ssekit.adapters._mount import MountingMiddleware
 from ssekit.adapters._wsgi_body import (
     Environ,
     StartResponse,
@@ -39,7 +36,6 @@ from ssekit.adapters._wsgi_body import (
     respond,
     warn_if_blocking_worker,
 )
-from ssekit.broker import Broker, SlowPolicy
 
 if TYPE_CHECKING:
     from ssekit.adapters._core import StreamOptionsDict, Unpack
@@ -103,7 +99,7 @@ class SSEWSGIApp:
         )
 
 
-class SSEMiddleware:
+class SSEMiddleware(MountingMiddleware[WSGIApp]):
     """Wraps any WSGI app and serves ssekit streams under given paths; the rest goes to `app`.
 
     ```
@@ -119,68 +115,17 @@ class SSEMiddleware:
     `middleware.registry.close_all()` from the server's (e.g. gunicorn's `worker_int`).
     """
 
-    def __init__(self, app: WSGIApp, *, registry: StreamRegistry | None = None) -> None:
-        self.app = app
-        self.registry = registry if registry is not None else StreamRegistry()
-        self._mounts = Mounts()
-
-    def add_stream(
-        self,
-        path: str,
-        factory: Factory[SSERequest],
-        *,
-        methods: Iterable[str] = (),
-        authorize: Authorize[SSERequest] | None = None,
-        compress: Compress = False,
-        **options: Unpack[StreamOptionsDict],
-    ) -> SSEMiddleware:
-        """Serve `factory(request)` at exactly `path`; options checked here."""
+    def _check_factory(self, factory: Factory[SSERequest]) -> None:
+        """An `async def` factory cannot run under WSGI: refused when mounted."""
         refuse_async(factory, "SSEMiddleware (WSGI)")
-        endpoint = StreamEndpoint(
-            factory, methods=methods, authorize=authorize, compress=compress, options=options
-        )
-        self._mounts.add_stream(path, endpoint)
-        return self
-
-    def add_broker(
-        self,
-        prefix: str,
-        broker: Broker,
-        *,
-        authorize: AuthorizeTopics[SSERequest] | None = None,
-        policy: SlowPolicy = "disconnect",
-        compress: Compress = False,
-        **options: Unpack[StreamOptionsDict],
-    ) -> SSEMiddleware:
-        """Serve `broker`'s topic `<topic>` at `<prefix>/<topic>`, resuming from `Last-Event-ID`.
-
-        `authorize(request, [topic])` (sync or async) returning False, or raising, gives 403.
-        """
-        endpoint = BrokerEndpoint[SSERequest](
-            broker, authorize=authorize, policy=policy, compress=compress, options=options
-        )
-        self._mounts.add_broker(prefix, endpoint)
-        return self
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         found = self._mounts.match(wsgi_text(environ.get("PATH_INFO", "")))
         if found is None:
             return self.app(environ, start_response)
-        request = SSERequest.from_wsgi(environ)
-        answer: SSEStream | Refuse
-        if found.stream is not None:
-            answer = found.stream.open(request, request.method)
-            compression = found.stream.compression
-        else:
-            assert found.broker is not None
-            compression = found.broker.compression
-            if request.method not in ("GET", "HEAD"):
-                answer = Refuse(405, "Method Not Allowed", (("Allow", "GET, HEAD"),))
-            else:
-                decision = found.broker.decide(request, found.topic, request.last_event_id)
-                answer = found.broker.respond(decision)
+        answer = found.open(SSERequest.from_wsgi(environ))
         if isinstance(answer, Refuse):
             return refusal(start_response, answer)
         return respond(
-            answer, environ, start_response, registry=self.registry, compress=compression
+            answer, environ, start_response, registry=self.registry, compress=found.compression
         )
