@@ -11,10 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from ssekit import _timers
 from ssekit._errors import ChannelClosed
 from ssekit._writer import SourceEnded, SourceFailed, SourceFinished
 
@@ -55,12 +55,14 @@ class _Waiter:
         # The future is this waiter's own, so awaiting it directly is safe (a cancelled waiter
         # cancels nothing else); a timer resolves it with False.  Lighter than asyncio.wait(),
         # which builds a set, callbacks and a second future for every wait of every stream.
-        timer = None if timeout is None else loop.call_later(timeout, _resolve, future, False)
+        # Long waits (heartbeats) share one timer per loop and deadline bucket (`_timers`).
+        if timeout is None:
+            return await future
+        timer = _timers.resolve_after(loop, timeout, future)
         try:
             return await future
         finally:
-            if timer is not None:
-                timer.cancel()
+            _timers.cancel(timer, future)
 
 
 def _resolve(future: asyncio.Future[bool], result: bool = True) -> None:
@@ -84,7 +86,8 @@ class Handoff:
         #: that means on the wire.
         self.outcome: SourceFinished | SourceFailed | SourceEnded | None = None
         self._maxsize = maxsize
-        self._items: deque[Any] = deque()
+        # A list, not a deque: an idle stream's empty deque holds a 0.6 KiB block.
+        self._items: list[Any] = []
         self._lock = threading.Lock()
         self._finished = False
         self._closed = False
@@ -134,10 +137,9 @@ class Handoff:
         with self._lock:
             if self._closed or self._finished:
                 raise ChannelClosed(self._why_closed())
-            dropped = 0
-            while len(self._items) >= self._maxsize:
-                self._items.popleft()
-                dropped += 1
+            dropped = max(0, len(self._items) - self._maxsize + 1)
+            if dropped:
+                del self._items[:dropped]
             self._items.append(item)
             waiter, self._consumer = self._consumer, None
         if waiter is not None:
@@ -223,8 +225,7 @@ class Handoff:
         with self._lock:
             if not self._items:
                 return []
-            items = list(self._items)
-            self._items.clear()
+            items, self._items = self._items, []
             producers, self._producers = self._producers, []
         self._wake_producers(producers)
         return items

@@ -88,6 +88,9 @@ class SSEStream:
         self._live = False  # a driver has started (or is starting) the source
         self._handoff: Handoff | None = None
         self._task: asyncio.Task[None] | None = None  # an async source's, for `async for`
+        #: The loop's time when `async for` last came back from waiting (it let the loop run):
+        #: a server adapter counts its busy budget from there.
+        self._rested_at = 0.0
 
     def _start(self) -> None:
         if self.state is not StreamState.IDLE:
@@ -236,7 +239,10 @@ class SSEStream:
                 if writer.done:
                     return
                 if not out:
-                    await handoff.wait_async(wait)
+                    waiter = handoff._park_consumer(loop)
+                    if waiter is not None:  # nothing ready: let the loop run until something is
+                        await waiter.wait_async(wait)
+                        self._rested_at = loop.time()
         finally:
             self.state = StreamState.CLOSED
             handoff.close()
