@@ -49,6 +49,12 @@ class _Waiter:
         return self._event.wait(timeout)
 
     async def wait_async(self, timeout: float | None) -> bool:
+        loop = self._loop
+        assert loop is not None
+        return await self.wait_until(None if timeout is None else loop.time() + timeout)
+
+    async def wait_until(self, deadline: float | None) -> bool:
+        """Await the wake-up, or the loop's time `deadline` (then False)."""
         future, loop = self._future, self._loop
         assert future is not None
         assert loop is not None
@@ -56,9 +62,9 @@ class _Waiter:
         # cancels nothing else); a timer resolves it with False.  Lighter than asyncio.wait(),
         # which builds a set, callbacks and a second future for every wait of every stream.
         # Long waits (heartbeats) share one timer per loop and deadline bucket (`_timers`).
-        if timeout is None:
+        if deadline is None:
             return await future
-        timer = _timers.resolve_after(loop, timeout, future)
+        timer = _timers.resolve_at(loop, deadline, future)
         try:
             return await future
         finally:
@@ -222,6 +228,8 @@ class Handoff:
 
     def take(self) -> list[Any]:
         """Return every item waiting now (possibly none), in order."""
+        if not self._items:  # read unlocked: an item put after this wakes the consumer's wait
+            return []
         with self._lock:
             if not self._items:
                 return []

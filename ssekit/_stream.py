@@ -238,11 +238,13 @@ class SSEStream:
                     yield data
                 if writer.done:
                     return
-                if not out:
-                    waiter = handoff._park_consumer(loop)
-                    if waiter is not None:  # nothing ready: let the loop run until something is
-                        await waiter.wait_async(wait)
-                        self._rested_at = loop.time()
+                # Wait straight away, even after writing: whatever would change the next poll
+                # (items, the source's end, a nudge, a close) makes the park return at once,
+                # and the deadline is the poll's, however long the writes took.
+                waiter = handoff._park_consumer(loop)
+                if waiter is not None:  # nothing ready: let the loop run until something is
+                    await waiter.wait_until(None if wait is None else now + wait)
+                    self._rested_at = loop.time()
         finally:
             self.state = StreamState.CLOSED
             handoff.close()

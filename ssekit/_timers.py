@@ -13,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import math
 import weakref
+from collections.abc import Callable
 
-__all__ = ["RESOLUTION", "SHARED_FROM", "Token", "cancel", "resolve_after"]
+__all__ = ["RESOLUTION", "SHARED_FROM", "Token", "cancel", "resolve_after", "resolve_at"]
 
 #: Deadlines are rounded up to a multiple of this many seconds: a wake-up is at most this late.
 RESOLUTION = 0.01
@@ -42,6 +43,14 @@ _by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Buckets] = (
 )
 
 
+def _no_loop() -> None:
+    return None
+
+
+# The last loop looked up, weakly, and its buckets: a process usually runs one loop.
+_last: tuple[Callable[[], object], _Buckets] = (_no_loop, _Buckets())
+
+
 #: What `resolve_after` returns, for `cancel`: an own timer, or the shared bucket joined.
 Token = asyncio.TimerHandle | set[asyncio.Future[bool]]
 
@@ -53,12 +62,22 @@ def resolve_after(
 
     Returns a token for `cancel`.  Call on the loop's thread.
     """
-    if delay < SHARED_FROM:
-        return loop.call_later(delay, _resolve_false, future)
-    timers = _by_loop.get(loop)
-    if timers is None:
-        timers = _by_loop[loop] = _Buckets()
-    key = math.ceil((loop.time() + delay) / RESOLUTION)
+    return resolve_at(loop, loop.time() + delay, future)
+
+
+def resolve_at(loop: asyncio.AbstractEventLoop, when: float, future: asyncio.Future[bool]) -> Token:
+    """Resolve `future` with False at the loop's time `when`: `resolve_after` for a deadline."""
+    if when - loop.time() < SHARED_FROM:
+        return loop.call_at(when, _resolve_false, future)
+    global _last
+    last_loop, timers = _last
+    if last_loop() is not loop:
+        found = _by_loop.get(loop)
+        if found is None:
+            found = _by_loop[loop] = _Buckets()
+        timers = found
+        _last = (weakref.ref(loop), timers)
+    key = math.ceil(when / RESOLUTION)
     bucket = timers.buckets.get(key)
     if bucket is None:
         bucket = timers.buckets[key] = set()
