@@ -81,7 +81,7 @@ async def serve_stream(
     # The stream is written from this task; one more task waits for `http.disconnect` and, when
     # it comes, stops the stream (or interrupts a send under way) rather than a third task
     # racing the two with `asyncio.wait()`.
-    watchdog = _SendWatchdog(stream, task, send_timeout)
+    watchdog = _SendWatchdog(stream, task, send_timeout, send)
     watcher = asyncio.get_running_loop().create_task(_wait_for_disconnect(receive))
     watcher.add_done_callback(watchdog.watcher_done)
     try:
@@ -106,12 +106,20 @@ class _SendWatchdog:
     stream pumping there (`_SendChecks`), rather than a timer per stream.
     """
 
-    __slots__ = ("finished", "fired", "gone", "sending_since", "stream", "task", "timeout")
+    __slots__ = (
+        *("busy_until", "finished", "fired", "gone", "loop", "send", "sending_since"),
+        *("stream", "task", "timeout"),
+    )
 
-    def __init__(self, stream: SSEStream, task: asyncio.Task[Any], timeout: float | None):
+    def __init__(
+        self, stream: SSEStream, task: asyncio.Task[Any], timeout: float | None, send: Send
+    ):
         self.stream = stream
         self.task = task
         self.timeout = timeout
+        self.send = send
+        self.loop = task.get_loop()
+        self.busy_until = 0.0
         #: When the send under way started, or None between sends.
         self.sending_since: float | None = None
         self.fired = False  # this cancelled the task, which must not leave `_pump`
@@ -131,6 +139,24 @@ class _SendWatchdog:
             # Waiting, or between writes: the writer stops at its next poll and a parked wait
             # wakes; the pump then closes the source.
             self.stream._stop_from_elsewhere()
+
+    async def write(self, data: bytes) -> None:
+        """Send one piece of the body; `_ClientGone` once the client has left."""
+        if self.gone:
+            raise _ClientGone
+        loop = self.loop
+        self.sending_since = now = loop.time()
+        await self.send({"type": "http.response.body", "body": data, "more_body": True})
+        self.sending_since = None
+        if now >= self.busy_until:
+            # The busy budget runs from when the stream last let the loop run (it waited for
+            # its source, or this yielded): a stream that keeps writing yields at last.
+            rested = self.stream._rested_at
+            if now - rested < MAX_BUSY_SECONDS:
+                self.busy_until = rested + MAX_BUSY_SECONDS
+            else:
+                await asyncio.sleep(0)
+                self.busy_until = loop.time() + MAX_BUSY_SECONDS
 
     def interrupt(self) -> None:
         """Cancel the pump's task; `_pump` takes that as "the client is gone", not further."""
@@ -182,6 +208,10 @@ _send_checks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _SendChecks] 
 )
 
 
+class _ClientGone(Exception):
+    """Raised by a write once the client has left: it ends the stream's driver."""
+
+
 async def _pump(stream: SSEStream, send: Send, watchdog: _SendWatchdog) -> bool:
     """Write the stream; True if it ended by itself, False if the client went away."""
     loop = asyncio.get_running_loop()
@@ -191,27 +221,17 @@ async def _pump(stream: SSEStream, send: Send, watchdog: _SendWatchdog) -> bool:
         if checks is None:
             checks = _send_checks[loop] = _SendChecks()
         checks.add(loop, watchdog)
-    busy_until = 0.0
+    write = watchdog.write
     try:
-        async for data in stream:
-            if watchdog.gone:
-                return False
-            watchdog.sending_since = now = loop.time()
-            try:
-                await send({"type": "http.response.body", "body": data, "more_body": True})
-            except OSError:
-                return False  # a server that reports a vanished client by failing the send
-            watchdog.sending_since = None
-            if now >= busy_until:
-                # The busy budget runs from when the stream last let the loop run (it waited
-                # for its source, or this yielded): a stream that keeps writing yields at last.
-                rested = stream._rested_at
-                if now - rested < MAX_BUSY_SECONDS:
-                    busy_until = rested + MAX_BUSY_SECONDS
-                else:
-                    await asyncio.sleep(0)
-                    busy_until = loop.time() + MAX_BUSY_SECONDS
+        drive = getattr(stream, "_drive_async", None)
+        if drive is not None:
+            await drive(write)  # no async generator between the stream's steps and the sends
+        else:
+            async for data in stream:
+                await write(data)
         return not watchdog.gone
+    except (_ClientGone, OSError):  # OSError: a server that reports a gone client so
+        return False
     except asyncio.CancelledError:
         if watchdog.fired:
             uncancel = getattr(watchdog.task, "uncancel", None)  # Python 3.11+

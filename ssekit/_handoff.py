@@ -53,8 +53,8 @@ class _Waiter:
         assert loop is not None
         return await self.wait_until(None if timeout is None else loop.time() + timeout)
 
-    async def wait_until(self, deadline: float | None) -> bool:
-        """Await the wake-up, or the loop's time `deadline` (then False)."""
+    async def wait_until(self, deadline: float | None, now: float | None = None) -> bool:
+        """Await the wake-up, or the loop's time `deadline` (then False); `now`: if known."""
         future, loop = self._future, self._loop
         assert future is not None
         assert loop is not None
@@ -64,7 +64,7 @@ class _Waiter:
         # Long waits (heartbeats) share one timer per loop and deadline bucket (`_timers`).
         if deadline is None:
             return await future
-        timer = _timers.resolve_at(loop, deadline, future)
+        timer = _timers.resolve_at(loop, deadline, future, now)
         try:
             return await future
         finally:

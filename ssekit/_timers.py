@@ -65,9 +65,17 @@ def resolve_after(
     return resolve_at(loop, loop.time() + delay, future)
 
 
-def resolve_at(loop: asyncio.AbstractEventLoop, when: float, future: asyncio.Future[bool]) -> Token:
-    """Resolve `future` with False at the loop's time `when`: `resolve_after` for a deadline."""
-    if when - loop.time() < SHARED_FROM:
+def resolve_at(
+    loop: asyncio.AbstractEventLoop,
+    when: float,
+    future: asyncio.Future[bool],
+    now: float | None = None,
+) -> Token:
+    """Resolve `future` with False at the loop's time `when`: `resolve_after` for a deadline.
+
+    `now`: the loop's time, when the caller has just read it.
+    """
+    if when - (loop.time() if now is None else now) < SHARED_FROM:
         return loop.call_at(when, _resolve_false, future)
     global _last
     last_loop, timers = _last
