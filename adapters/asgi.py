@@ -133,12 +133,13 @@ class _SendWatchdog:
         if self.finished or self.gone:
             return
         self.gone = True
-        if self.sending_since is not None:
-            self.interrupt()  # a send that may never return
+        stop = getattr(self.stream, "_stop_from_elsewhere", None)
+        if self.sending_since is not None or stop is None:
+            self.interrupt()  # a send that may never return (or a stream that cannot be told)
         else:
             # Waiting, or between writes: the writer stops at its next poll and a parked wait
             # wakes; the pump then closes the source.
-            self.stream._stop_from_elsewhere()
+            stop()
 
     async def write(self, data: bytes) -> None:
         """Send one piece of the body; `_ClientGone` once the client has left."""
@@ -151,7 +152,7 @@ class _SendWatchdog:
         if now >= self.busy_until:
             # The busy budget runs from when the stream last let the loop run (it waited for
             # its source, or this yielded): a stream that keeps writing yields at last.
-            rested = self.stream._rested_at
+            rested: float = getattr(self.stream, "_rested_at", 0.0)
             if now - rested < MAX_BUSY_SECONDS:
                 self.busy_until = rested + MAX_BUSY_SECONDS
             else:
@@ -168,7 +169,7 @@ class _SendWatchdog:
 class _SendChecks:
     """Every pumping stream of one loop with a send timeout, checked by one timer per timeout."""
 
-    __slots__ = ("__weakref__", "armed", "streams")
+    __slots__ = ("armed", "streams")
 
     def __init__(self) -> None:
         self.streams: dict[float, set[_SendWatchdog]] = {}
