@@ -312,11 +312,11 @@ class StreamWriter:
         elif options.heartbeat is not None and now - self._last_write >= options.heartbeat:
             out = [HEARTBEAT]
             # The next one is due one interval after this one was due, not after it went out:
-            # a heartbeat a little late (a busy loop) does not make every later one late too,
-            # nor drift streams that opened apart into one burst.  One that is half an interval
-            # late or more starts afresh (one heartbeat, never a backlog).
+            # a heartbeat a little late (a timer's rounding, a busy moment) does not make every
+            # later one late too.  One a tenth of an interval late or more starts afresh: an
+            # overloaded loop is not asked to catch up (one heartbeat, never a backlog).
             due = self._last_write + options.heartbeat
-            self._last_write = due if now - due < options.heartbeat / 2 else now
+            self._last_write = due if now - due < options.heartbeat / 10 else now
         return out, self._wait_budget(now)
 
     def _ending_bytes(self, ending: Ending) -> bytes:
