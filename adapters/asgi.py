@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -49,7 +50,7 @@ MAX_BUSY_SECONDS = 0.005
 _SSE_RAW_HEADERS = [(name.lower().encode(), value.encode()) for name, value in SSE_HEADERS]
 
 
-def registry_of(scope: Scope) -> StreamRegistry | None:
+def _registry_of(scope: Scope) -> StreamRegistry | None:
     """The registry a lifespan put in the app's state (see `StreamRegistry.lifespan`)."""
     state = scope.get("state")
     registry = state.get(STATE_KEY) if isinstance(state, dict) else None
@@ -77,7 +78,7 @@ async def serve_stream(
     """
     if scope.get("method") != "HEAD":
         # not `registry or ...`: an empty registry is falsy (it has __len__)
-        refused = admit(registry_of(scope) if registry is None else registry, stream)
+        refused = admit(_registry_of(scope) if registry is None else registry, stream)
         if refused is not None:  # at the registry's max_streams: 503, at once
             await stream.aclose()
             await send_refusal(send, refused)
@@ -97,49 +98,111 @@ async def serve_stream(
         return
     body: AsyncBody = stream if encoding is None else encoding.abody(stream)
     # not `registry or ...`: an empty registry is falsy (it has __len__)
-    untrack = track(registry_of(scope) if registry is None else registry, stream)
-    loop = asyncio.get_running_loop()
-    pump = loop.create_task(_pump(body, send, send_timeout))
-    watcher = loop.create_task(_wait_for_disconnect(receive))
+    untrack = track(_registry_of(scope) if registry is None else registry, stream)
+    task = asyncio.current_task()
+    if task is None:
+        raise RuntimeError("serve_stream() runs in an asyncio task (as an ASGI server calls it).")
+    # The stream is written from this task; one more task waits for `http.disconnect` and, when
+    # it comes, stops the stream (or interrupts a send under way) rather than a third task
+    # racing the two with `asyncio.wait()`.
+    watchdog = _SendWatchdog(stream, task, send_timeout, send)
+    watcher = asyncio.get_running_loop().create_task(_wait_for_disconnect(receive))
+    watcher.add_done_callback(watchdog.watcher_done)
     try:
-        await asyncio.wait((pump, watcher), return_when=asyncio.FIRST_COMPLETED)
+        ended = await _pump(stream, body, watchdog)
     finally:
+        watchdog.finished = True
         watcher.cancel()
-        if not pump.done():
-            pump.cancel()  # the client left: the pump's stream.aclose() closes the source
+        # Settled before the response ends: a server may reuse the connection (keep-alive) once
+        # it does, and the next request's messages must not reach this watcher.
         with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait((pump, watcher))
+            await asyncio.wait((watcher,))
         untrack()
-    if pump.done() and not pump.cancelled() and pump.exception() is None and pump.result():
+    if ended:
         await _send_quietly(send, {"type": "http.response.body", "body": b"", "more_body": False})
 
 
 class _SendWatchdog:
-    """Cancels the pump when one send has been stuck for `timeout` seconds.
+    """One stream's pump as others see it: the disconnect watcher, and the loop's send check.
 
-    One timer per stream, checking a timestamp, rather than a timer armed and cancelled around
-    every write (which cost more than the write itself).
+    A client is dropped when one send has been stuck for `timeout` seconds (it stopped reading).
+    The check is one timer per loop and timeout value, looking at the timestamps of every
+    stream pumping there (`_SendChecks`), rather than a timer per stream.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any], timeout: float):
-        self.loop = loop
+    __slots__ = (
+        *("busy_until", "finished", "fired", "gone", "loop", "send", "sending_since"),
+        *("stream", "task", "timeout"),
+    )
+
+    def __init__(
+        self, stream: SSEStream, task: asyncio.Task[Any], timeout: float | None, send: Send
+    ):
+        self.stream = stream
         self.task = task
         self.timeout = timeout
+        self.send = send
+        self.loop = task.get_loop()
+        self.busy_until = 0.0
         #: When the send under way started, or None between sends.
         self.sending_since: float | None = None
-        self.fired = False
-        self._timer = loop.call_later(timeout / 4, self._check)
+        self.fired = False  # this cancelled the task, which must not leave `_pump`
+        self.gone = False  # the client left
+        self.finished = False  # the pump has returned
 
-    def _check(self) -> None:
-        since = self.sending_since
-        if since is not None and self.loop.time() - since >= self.timeout:
-            self.fired = True
-            self.task.cancel()
+    def watcher_done(self, watcher: asyncio.Task[None]) -> None:
+        """The disconnect watcher ended: the client left (or its `receive()` failed)."""
+        if not watcher.cancelled():
+            watcher.exception()  # retrieved: a failing receive() also means the client is gone
+        if self.finished or self.gone:
             return
-        self._timer = self.loop.call_later(self.timeout / 4, self._check)
+        self.gone = True
+        stop = getattr(self.stream, "_stop_from_elsewhere", None)
+        if self.sending_since is not None or stop is None:
+            self.interrupt()  # a send that may never return (or a stream that cannot be told)
+        else:
+            # Waiting, or between writes: the writer stops at its next poll and a parked wait
+            # wakes; the pump then closes the source.
+            stop()
 
-    def stop(self) -> None:
-        self._timer.cancel()
+    async def write(self, data: bytes) -> None:
+        """Send one piece of the body; `_ClientGone` once the client has left."""
+        if self.gone:
+            raise _ClientGone
+        loop = self.loop
+        self.sending_since = now = loop.time()
+        await self.send({"type": "http.response.body", "body": data, "more_body": True})
+        self.sending_since = None
+        if now >= self.busy_until:
+            # The busy budget runs from when the stream last let the loop run (it waited for
+            # its source, or this yielded): a stream that keeps writing yields at last.
+            rested: float = getattr(self.stream, "_rested_at", 0.0)
+            if now - rested < MAX_BUSY_SECONDS:
+                self.busy_until = rested + MAX_BUSY_SECONDS
+            else:
+                await asyncio.sleep(0)
+                self.busy_until = loop.time() + MAX_BUSY_SECONDS
+
+    def watch(self) -> None:
+        """Have the loop's send check look at this stream's sends (with a send timeout)."""
+        if self.timeout is not None:
+            checks = _send_checks.get(self.loop)
+            if checks is None:
+                checks = _send_checks[self.loop] = _SendChecks()
+            checks.add(self.loop, self)
+
+    def unwatch(self) -> None:
+        """The stream no longer sends: the loop's send check forgets it."""
+        self.sending_since = None
+        checks = _send_checks.get(self.loop)
+        if checks is not None:
+            checks.discard(self)
+
+    def interrupt(self) -> None:
+        """Cancel the pump's task; `_pump` takes that as "the client is gone", not further."""
+        if not self.fired and not self.finished:
+            self.fired = self.gone = True
+            self.task.cancel()
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -159,35 +222,78 @@ def _raw(headers: Sequence[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
     return [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers]
 
 
-async def _pump(stream: AsyncBody, send: Send, send_timeout: float | None) -> bool:
-    """Write the stream; True if it ended by itself, False if the client went away."""
-    loop = asyncio.get_running_loop()
-    task = asyncio.current_task()
-    assert task is not None
-    watchdog = _SendWatchdog(loop, task, send_timeout) if send_timeout is not None else None
-    busy_until = loop.time() + MAX_BUSY_SECONDS
+class _SendChecks:
+    """Every pumping stream of one loop with a send timeout, checked by one timer per timeout."""
+
+    __slots__ = ("armed", "streams")
+
+    def __init__(self) -> None:
+        self.streams: dict[float, set[_SendWatchdog]] = {}
+        self.armed: set[float] = set()
+
+    def add(self, loop: asyncio.AbstractEventLoop, watchdog: _SendWatchdog) -> None:
+        timeout = watchdog.timeout
+        assert timeout is not None
+        self.streams.setdefault(timeout, set()).add(watchdog)
+        if timeout not in self.armed:
+            self.armed.add(timeout)
+            loop.call_later(timeout / 4, self._check, loop, timeout)
+
+    def discard(self, watchdog: _SendWatchdog) -> None:
+        streams = None if watchdog.timeout is None else self.streams.get(watchdog.timeout)
+        if streams is not None:
+            streams.discard(watchdog)
+
+    def _check(self, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
+        streams = self.streams.get(timeout)
+        if not streams:  # nobody left: the next stream arms it again
+            self.streams.pop(timeout, None)
+            self.armed.discard(timeout)
+            return
+        now = loop.time()
+        for watchdog in list(streams):
+            since = watchdog.sending_since
+            if since is not None and now - since >= timeout:
+                logger.info("ssekit: a client stopped reading for %s s; dropping it", timeout)
+                watchdog.interrupt()
+        loop.call_later(timeout / 4, self._check, loop, timeout)
+
+
+# A weak key: the checks never hold their loop (a pending timer does, from the loop's side).
+_send_checks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _SendChecks] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+class _ClientGone(Exception):
+    """Raised by a write once the client has left: it ends the stream's driver."""
+
+
+async def _pump(stream: SSEStream, body: AsyncBody, watchdog: _SendWatchdog) -> bool:
+    """Write the stream (as `body`, compressed or not); True if it ended by itself, False if the
+    client went away."""
+    watchdog.watch()
+    write = watchdog.write
     try:
-        async for data in stream:
-            if watchdog is not None:
-                watchdog.sending_since = loop.time()
-            try:
-                await send({"type": "http.response.body", "body": data, "more_body": True})
-            except OSError:
-                return False  # a server that reports a vanished client by failing the send
-            if watchdog is not None:
-                watchdog.sending_since = None
-            if loop.time() >= busy_until:
-                await asyncio.sleep(0)
-                busy_until = loop.time() + MAX_BUSY_SECONDS
-        return True
+        drive = getattr(body, "_drive_async", None)  # the stream itself, uncompressed
+        if drive is not None:
+            await drive(write)  # no async generator between the stream's steps and the sends
+        else:
+            async for data in body:
+                await write(data)
+        return not watchdog.gone
+    except (_ClientGone, OSError):  # OSError: a server that reports a gone client so
+        return False
     except asyncio.CancelledError:
-        if watchdog is not None and watchdog.fired:
-            logger.info("ssekit: a client stopped reading for %s s; dropping it", send_timeout)
-            return False
+        if watchdog.fired:
+            uncancel = getattr(watchdog.task, "uncancel", None)  # Python 3.11+
+            if uncancel is None or uncancel() == 0:  # not also cancelled by someone else
+                return False
         raise
     finally:
-        if watchdog is not None:
-            watchdog.stop()
+        watchdog.unwatch()
+        if body is not stream:
+            await body.aclose()  # a compressed body closes the stream inside it
         await stream.aclose()
 
 

@@ -196,7 +196,10 @@ class _ASGIStreamResponse(_SSEStreamingResponse):
         loop = asyncio.get_running_loop()
         task = asyncio.current_task()
         timeout = self._send_timeout
-        watchdog = None if timeout is None or task is None else _SendWatchdog(loop, task, timeout)
+        watchdog = None
+        if timeout is not None and task is not None:  # Django sends; this only times the sends
+            watchdog = _SendWatchdog(self._stream, task, timeout, _no_send)
+            watchdog.watch()
         busy_until = loop.time() + MAX_BUSY_SECONDS
         try:
             parts = cast("AsyncGenerator[bytes, None]", super().__aiter__())
@@ -213,7 +216,7 @@ class _ASGIStreamResponse(_SSEStreamingResponse):
                         busy_until = loop.time() + MAX_BUSY_SECONDS
         finally:
             if watchdog is not None:
-                watchdog.stop()
+                watchdog.unwatch()
             await self._body.aclose()  # a compressed body closes the stream inside it
             await self._stream.aclose()
             self._untrack()
@@ -224,6 +227,10 @@ class _ASGIStreamResponse(_SSEStreamingResponse):
         finally:
             self._untrack()
             super().close()
+
+
+async def _no_send(message: Any) -> None:
+    """The send of a watchdog that only times Django's own sends."""
 
 
 def _head_body(request: HttpRequest) -> Iterable[bytes] | AsyncIterator[bytes]:

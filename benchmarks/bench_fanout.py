@@ -421,6 +421,7 @@ class FanoutRow:
     app: str
     broker: str  # SSEKIT_BENCH_BROKER, for broker_app
     redis: bool  # published through a Redis server of our own
+    pythonpath: str = ""  # another checkout's ssekit (--baseline)
 
 
 FANOUT_ROWS = [
@@ -569,6 +570,8 @@ async def measure_fanouts(rows: list[FanoutRow], n: int, rounds: int, logdir: Pa
     try:
         for row in rows:
             env = {"SSEKIT_BENCH_BROKER": row.broker}
+            if row.pythonpath:
+                env["PYTHONPATH"] = row.pythonpath
             if row.redis:
                 assert redis is not None
                 env["SSEKIT_BENCH_REDIS_URL"] = redis.url
@@ -635,7 +638,9 @@ def _redis_version() -> str:
     return found[1] if found else "?"
 
 
-async def run(n: int, rounds: int) -> None:
+async def run(
+    n: int, rounds: int, only: str = "", baseline: str = "", fanout_only: bool = False
+) -> None:
     print(
         f"ssekit {ssekit.__version__}, Python {platform.python_version()} "
         f"({platform.python_implementation()}) on {platform.system()} {platform.machine()}, "
@@ -649,6 +654,12 @@ async def run(n: int, rounds: int) -> None:
     print(f"{n:,} subscribers over {HOST}, {rounds} rounds (after one warm-up round)")
 
     rows = list(FANOUT_ROWS)
+    if only:
+        wanted = {name.strip() for name in only.split(",")}
+        rows = [row for row in rows if row.label in wanted]
+    if baseline:  # MemoryBroker on another checkout's ssekit, in the same turns
+        rows.insert(1, FanoutRow("Memory (base)", "MemoryBroker (baseline)", "broker_app",
+                                 "memory", False, str(Path(baseline).resolve())))  # fmt: skip
     if not (shutil.which("redis-server") and _available("redis")):
         print("redis-server or the redis package is missing: the RedisBroker rows are skipped")
         rows = [row for row in rows if not row.redis]
@@ -659,7 +670,7 @@ async def run(n: int, rounds: int) -> None:
         for fanout in fanouts:
             assert fanout.memory is not None
             memories[fanout.row.memory_label] = fanout.memory
-        for idle in MEMORY_ROWS:
+        for idle in [] if fanout_only else MEMORY_ROWS:
             if idle.app == "sse_starlette_idle" and not _available("sse_starlette"):
                 print("sse-starlette is not installed (pip install -e '.[bench]'): row skipped")
                 continue
@@ -731,6 +742,8 @@ async def run(n: int, rounds: int) -> None:
             f"{ratio:.2f}× the hand-written fan-out's {reference * 1e6:.1f} µs "
             f"(goal: at most {allowed:g}×)"
         )
+    if "ssekit broker_route, MemoryBroker" not in memories:
+        return
     per = memories["ssekit broker_route, MemoryBroker"].per_subscriber(n)
     verdict = "PASS" if per < GOAL_KIB else "FAIL"
     print(
@@ -744,6 +757,13 @@ def main() -> None:
     parser.add_argument("--subscribers", type=int, default=GOAL_SUBSCRIBERS)
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--quick", action="store_true", help="200 subscribers, 5 rounds")
+    parser.add_argument(
+        "--rows", default="", help="only these rows, e.g. MemoryBroker,hand-written"
+    )
+    parser.add_argument(
+        "--baseline", metavar="DIR", default="", help="another checkout: its MemoryBroker row too"
+    )
+    parser.add_argument("--fanout-only", action="store_true", help="skip the idle-memory rows")
     args = parser.parse_args()
     n, rounds = (200, 5) if args.quick else (args.subscribers, args.rounds)
     if n < 1 or rounds < 1:
@@ -751,7 +771,7 @@ def main() -> None:
     if not sys.platform.startswith("linux"):
         raise SystemExit("this benchmark reads /proc: Linux only")
     raise_fd_limit(2 * n + 256)  # this process's sockets and the server's, which inherits it
-    asyncio.run(run(n, rounds))
+    asyncio.run(run(n, rounds, args.rows, args.baseline, args.fanout_only))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Idle streams: N open event streams that carry only heartbeats, over loopback.
 
 Run:  python benchmarks/bench_idle.py [--streams 1000,5000,10000] [--window 20] [--apps a,b]
+      [--baseline DIR]   (another ssekit checkout: its async row too, for before/after)
 
 Each server is uvicorn with one worker in a subprocess of its own, on a free port of 127.0.0.1
 (`python -m uvicorn apps_idle:<app>`, run from benchmarks/), serving a stream whose source never
@@ -131,7 +132,7 @@ class Server:
         self.app = app
         self.port = free_port()
         command = [
-            *(sys.executable, "-m", "uvicorn", f"apps_idle:{app}"),
+            *(sys.executable, "-m", "uvicorn", f"apps_idle:{app.partition('@')[0]}"),
             *("--host", HOST, "--port", str(self.port), "--workers", "1"),
             *("--backlog", "4096", "--log-level", "warning", "--no-access-log"),
         ]
@@ -336,6 +337,8 @@ async def measure(
 ) -> Result:
     result = Result(app, n, interval, window)
     env = {"SSEKIT_IDLE_PROFILE": "1"} if profile else {}
+    if app.endswith("@base"):  # the same app on another checkout's ssekit
+        env["PYTHONPATH"] = BASELINE[0]
     server = Server(app, interval, logdir, env)
     streams: list[Stream] = []
     try:
@@ -397,6 +400,15 @@ async def measure(
 # -- report ------------------------------------------------------------------------------------
 
 
+#: The --baseline checkout, if any.
+BASELINE: list[str] = []
+
+
+def label(app: str) -> str:
+    name, _, base = app.partition("@")
+    return APPS[name] + (" (baseline)" if base else "")
+
+
 def report(results: list[Result]) -> None:
     header = (
         f"{'server':<44} {'N':>6} {'KiB/str':>8} {'after':>7} {'threads b/h/a':>16} "
@@ -407,12 +419,12 @@ def report(results: list[Result]) -> None:
     print("-" * len(header))
     for r in results:
         if r.error:
-            print(f"{APPS[r.app]:<44} {r.n:>6}  failed: {r.error}")
+            print(f"{label(r.app):<44} {r.n:>6}  failed: {r.error}")
             continue
         expected = r.n * r.window / r.interval
         threads = "/".join(str(t) for t in r.threads)
         print(
-            f"{APPS[r.app]:<44} {r.n:>6} {r.kib_per_stream:>8.1f} "
+            f"{label(r.app):<44} {r.n:>6} {r.kib_per_stream:>8.1f} "
             f"{(r.rss_after - r.rss_before) / r.n:>7.1f} {threads:>16} "
             f"{r.tasks_per_stream:>9.2f} {100 * r.server_cpu / r.window:>6.1f} "
             f"{r.cpu_per_heartbeat_us:>7.1f} {100 * r.heartbeats / expected:>6.1f} "
@@ -465,6 +477,10 @@ async def main_async(args: argparse.Namespace) -> None:
     if "sse_starlette" in apps and importlib.util.find_spec("sse_starlette") is None:
         print("sse-starlette is not installed: its rows are skipped")
         apps.remove("sse_starlette")
+    if args.baseline:
+        BASELINE.append(str(Path(args.baseline).resolve()))
+        apps.insert(apps.index("ssekit_async") + 1 if "ssekit_async" in apps else 0,
+                    "ssekit_async@base")  # fmt: skip
     raise_fd_limit(max(counts) + 200)  # each process holds one end of every stream
     print(
         f"ssekit {ssekit.__version__ if hasattr(ssekit, '__version__') else '?'}, "
@@ -480,7 +496,7 @@ async def main_async(args: argparse.Namespace) -> None:
                 )
                 results.append(result)
                 print(
-                    f"  {APPS[app]}, N={n}: "
+                    f"  {label(app)}, N={n}: "
                     + (result.error or f"{result.kib_per_stream:.1f} KiB/stream"),
                     flush=True,
                 )
@@ -499,6 +515,11 @@ def main() -> None:
         "--profile",
         action="store_true",
         help="servers trace allocations and count loop callbacks; print per-stream reports",
+    )
+    parser.add_argument(
+        "--baseline",
+        metavar="DIR",
+        help="another ssekit checkout (its root): also serve the async app with its ssekit",
     )
     args = parser.parse_args()
     asyncio.run(main_async(args))

@@ -11,10 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from ssekit import _timers
 from ssekit._errors import ChannelClosed
 from ssekit._writer import SourceEnded, SourceFailed, SourceFinished
 
@@ -49,18 +49,26 @@ class _Waiter:
         return self._event.wait(timeout)
 
     async def wait_async(self, timeout: float | None) -> bool:
+        loop = self._loop
+        assert loop is not None
+        return await self.wait_until(None if timeout is None else loop.time() + timeout)
+
+    async def wait_until(self, deadline: float | None, now: float | None = None) -> bool:
+        """Await the wake-up, or the loop's time `deadline` (then False); `now`: if known."""
         future, loop = self._future, self._loop
         assert future is not None
         assert loop is not None
         # The future is this waiter's own, so awaiting it directly is safe (a cancelled waiter
         # cancels nothing else); a timer resolves it with False.  Lighter than asyncio.wait(),
         # which builds a set, callbacks and a second future for every wait of every stream.
-        timer = None if timeout is None else loop.call_later(timeout, _resolve, future, False)
+        # Long waits (heartbeats) share one timer per loop and deadline bucket (`_timers`).
+        if deadline is None:
+            return await future
+        timer = _timers.resolve_at(loop, deadline, future, now)
         try:
             return await future
         finally:
-            if timer is not None:
-                timer.cancel()
+            _timers.cancel(timer, future)
 
 
 def _resolve(future: asyncio.Future[bool], result: bool = True) -> None:
@@ -84,7 +92,8 @@ class Handoff:
         #: that means on the wire.
         self.outcome: SourceFinished | SourceFailed | SourceEnded | None = None
         self._maxsize = maxsize
-        self._items: deque[Any] = deque()
+        # A list, not a deque: an idle stream's empty deque holds a 0.6 KiB block.
+        self._items: list[Any] = []
         self._lock = threading.Lock()
         self._finished = False
         self._closed = False
@@ -134,10 +143,9 @@ class Handoff:
         with self._lock:
             if self._closed or self._finished:
                 raise ChannelClosed(self._why_closed())
-            dropped = 0
-            while len(self._items) >= self._maxsize:
-                self._items.popleft()
-                dropped += 1
+            dropped = max(0, len(self._items) - self._maxsize + 1)
+            if dropped:
+                del self._items[:dropped]
             self._items.append(item)
             waiter, self._consumer = self._consumer, None
         if waiter is not None:
@@ -220,11 +228,12 @@ class Handoff:
 
     def take(self) -> list[Any]:
         """Return every item waiting now (possibly none), in order."""
+        if not self._items:  # read unlocked: an item put after this wakes the consumer's wait
+            return []
         with self._lock:
             if not self._items:
                 return []
-            items = list(self._items)
-            self._items.clear()
+            items, self._items = self._items, []
             producers, self._producers = self._producers, []
         self._wake_producers(producers)
         return items

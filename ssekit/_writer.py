@@ -233,6 +233,17 @@ class StreamWriter:
             self.state = _next_state(state, Chunks)  # dropped after the ending; refused when done
             return
         frame = self._options.frame
+        if len(chunks) == 1:  # the usual case (a live event), without the list's machinery
+            try:
+                data = frame(chunks[0])
+            except Exception as exc:
+                self.end(SourceFailed(exc))
+                return
+            self._frames.append(data)
+            self._pending_bytes += len(data)
+            if self._batch_deadline is None and isinstance(self._options.flush, float):
+                self._batch_deadline = now + self._options.flush
+            return
         framed: list[bytes] = []
         append = framed.append
         try:
@@ -300,7 +311,12 @@ class StreamWriter:
             self._last_write = now
         elif options.heartbeat is not None and now - self._last_write >= options.heartbeat:
             out = [HEARTBEAT]
-            self._last_write = now
+            # The next one is due one interval after this one was due, not after it went out:
+            # a heartbeat a little late (a timer's rounding, a busy moment) does not make every
+            # later one late too.  One a tenth of an interval late or more starts afresh: an
+            # overloaded loop is not asked to catch up (one heartbeat, never a backlog).
+            due = self._last_write + options.heartbeat
+            self._last_write = due if now - due < options.heartbeat / 10 else now
         return out, self._wait_budget(now)
 
     def _ending_bytes(self, ending: Ending) -> bytes:
@@ -330,17 +346,17 @@ class StreamWriter:
         return _split_batches(frames)
 
     def _wait_budget(self, now: float) -> float | None:
-        deadlines = []
         options = self._options
-        if options.heartbeat is not None:
-            deadlines.append(self._last_write + options.heartbeat)
-        if options.max_duration is not None:
-            deadlines.append(self._started + options.max_duration)
-        if self._batch_deadline is not None:
-            deadlines.append(self._batch_deadline)
-        if not deadlines:
-            return None
-        return max(0.0, min(deadlines) - now)
+        heartbeat, max_duration = options.heartbeat, options.max_duration
+        first = None if heartbeat is None else self._last_write + heartbeat
+        if max_duration is not None:
+            ends = self._started + max_duration
+            if first is None or ends < first:
+                first = ends
+        batch = self._batch_deadline
+        if batch is not None and (first is None or batch < first):
+            first = batch
+        return None if first is None else max(0.0, first - now)
 
 
 def _split_batches(frames: list[bytes]) -> list[bytes]:
