@@ -225,75 +225,83 @@ class SSEStream:
     async def _run_async(self) -> AsyncGenerator[bytes, None]:
         if self.state is StreamState.CLOSED:
             return  # closed by `close()` before the first step: the source was closed then
-        self._live = True
-        handoff, task = start_for_async_consumer(self._source)
-        self._handoff, self._task = handoff, task
-        loop = asyncio.get_running_loop()
+        handoff, task, loop = self._start_async()
         writer = self._writer
         try:
             yield writer.opening(loop.time())
             rested = False
             while True:
                 now = loop.time()
-                if rested:
-                    self._rested_at = now
-                _collect(handoff, writer, now)
-                out, wait = writer.poll(now)
+                out, wait = self._step(handoff, now, rested)
                 for data in out:
                     yield data
                 if writer.done:
                     return
-                # Wait straight away, even after writing: whatever would change the next poll
-                # (items, the source's end, a nudge, a close) makes the park return at once,
-                # and the deadline is the poll's, however long the writes took.
-                waiter = handoff._park_consumer(loop)
-                rested = waiter is not None
-                if waiter is not None:  # nothing ready: let the loop run until something is
-                    await waiter.wait_until(None if wait is None else now + wait, now)
+                rested = await self._rest(handoff, loop, now, wait)
         finally:
-            self.state = StreamState.CLOSED
-            handoff.close()
-            if task is not None:
-                await stop_task(task)
+            await self._end_async(handoff, task)
 
     async def _drive_async(self, write: Callable[[bytes], Awaitable[object]]) -> None:
         """`async for` + `await write(data)`, without an async generator between the two.
 
-        For a server adapter's pump, which writes every piece: the same steps as `_run_async`
-        (keep the two alike), one generator's resumptions fewer per write.  Closing works as
-        for a stream consumed by another task: `aclose()` stops it, the driver's `finally`
-        closes the source.
+        For a server adapter's pump, which writes every piece: the steps of `_run_async`, one
+        generator's resumptions fewer per write.  Closing works as for a stream consumed by
+        another task: `aclose()` stops it, the driver's `finally` closes the source.
         """
         self._start()
         if self.state is StreamState.CLOSED:
             return
-        self._live = True
-        handoff, task = start_for_async_consumer(self._source)
-        self._handoff, self._task = handoff, task
-        loop = asyncio.get_running_loop()
+        handoff, task, loop = self._start_async()
         writer = self._writer
         try:
             await write(writer.opening(loop.time()))
             rested = False
             while True:
                 now = loop.time()
-                if rested:
-                    self._rested_at = now
-                _collect(handoff, writer, now)
-                out, wait = writer.poll(now)
+                out, wait = self._step(handoff, now, rested)
                 for data in out:
                     await write(data)
                 if writer.done:
                     return
-                waiter = handoff._park_consumer(loop)
-                rested = waiter is not None
-                if waiter is not None:
-                    await waiter.wait_until(None if wait is None else now + wait, now)
+                rested = await self._rest(handoff, loop, now, wait)
         finally:
-            self.state = StreamState.CLOSED
-            handoff.close()
-            if task is not None:
-                await stop_task(task)
+            await self._end_async(handoff, task)
+
+    def _start_async(self) -> tuple[Handoff, asyncio.Task[None] | None, asyncio.AbstractEventLoop]:
+        """Start the source for an async consumer: its handoff, its task (if any), the loop."""
+        self._live = True
+        handoff, task = start_for_async_consumer(self._source)
+        self._handoff, self._task = handoff, task
+        return handoff, task, asyncio.get_running_loop()
+
+    def _step(self, handoff: Handoff, now: float, rested: bool) -> tuple[list[bytes], float | None]:
+        """Take what the source has ready and ask the writer what to write, and how long to wait."""
+        if rested:
+            self._rested_at = now
+        _collect(handoff, self._writer, now)
+        return self._writer.poll(now)
+
+    @staticmethod
+    async def _rest(
+        handoff: Handoff, loop: asyncio.AbstractEventLoop, now: float, wait: float | None
+    ) -> bool:
+        """Wait for the next step; True if the loop ran meanwhile (nothing was ready at once).
+
+        Parked straight away, even after writing: whatever would change the next poll (items,
+        the source's end, a nudge, a close) makes the park return at once, and the deadline is
+        the poll's, however long the writes took.
+        """
+        waiter = handoff._park_consumer(loop)
+        if waiter is None:
+            return False
+        await waiter.wait_until(None if wait is None else now + wait, now)
+        return True
+
+    async def _end_async(self, handoff: Handoff, task: asyncio.Task[None] | None) -> None:
+        self.state = StreamState.CLOSED
+        handoff.close()
+        if task is not None:
+            await stop_task(task)
 
 
 def to_sse(source: Source, **options: Unpack[StreamOptionsDict]) -> SSEStream:
