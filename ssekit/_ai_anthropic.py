@@ -6,6 +6,7 @@ https://docs.anthropic.com/en/api/messages-streaming
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -23,13 +24,10 @@ from ssekit._ai_chunks import (
 )
 from ssekit._ai_errors import (
     MODEL_SERVICE,
-    oversized_error,
     reported_error,
-    status_error,
-    unreachable_error,
 )
-from ssekit._errors import ParseLimitExceeded, StreamError
-from ssekit._parse import EventParser
+from ssekit._ai_http import HTTPEngine
+from ssekit._errors import StreamError
 
 __all__ = ["ANTHROPIC_VERSION", "AnthropicEngine"]
 
@@ -48,7 +46,7 @@ _STOP_REASONS = {
 logger = logging.getLogger("ssekit")
 
 
-class AnthropicEngine:
+class AnthropicEngine(HTTPEngine):
     """Streams replies from Anthropic's Messages API (`POST {base_url}/messages`) as `Chunk`s.
 
     The key comes from `api_key`, else the `ANTHROPIC_API_KEY` environment variable.  `system`
@@ -59,6 +57,8 @@ class AnthropicEngine:
     `StreamError` ("The model service answered 429."), their text only in the `ssekit` log,
     unless `expose_upstream_errors=True`.  Closing the stream closes the upstream request.
     """
+
+    endpoint = "/messages"
 
     def __init__(
         self,
@@ -72,18 +72,18 @@ class AnthropicEngine:
         expose_upstream_errors: bool = False,
         **defaults: Any,
     ) -> None:
-        if not base_url.startswith(("http://", "https://")):
-            raise ValueError(f"base_url must be an http(s) URL, not {base_url!r}.")
         if not isinstance(max_tokens, int) or max_tokens < 1:
             raise ValueError(f"max_tokens must be a positive int, not {max_tokens!r}.")
-        self.url = base_url.rstrip("/") + "/messages"
-        self.api_key = api_key if api_key is not None else os.environ.get("ANTHROPIC_API_KEY")
-        self.model = model
+        super().__init__(
+            base_url,
+            api_key if api_key is not None else os.environ.get("ANTHROPIC_API_KEY"),
+            model=model,
+            timeout=timeout,
+            client=client,
+            expose_upstream_errors=expose_upstream_errors,
+            defaults=defaults,
+        )
         self.max_tokens = max_tokens
-        self.timeout = timeout
-        self.expose_upstream_errors = expose_upstream_errors
-        self.defaults = defaults
-        self._client = client
 
     def request_body(self, messages: Iterable[Mapping[str, Any]], **params: Any) -> dict[str, Any]:
         """The JSON body `stream()` sends for these messages and parameters."""
@@ -102,8 +102,6 @@ class AnthropicEngine:
     async def stream(
         self, messages: Iterable[Mapping[str, Any]], **params: Any
     ) -> AsyncIterator[Chunk]:
-        import httpx
-
         body = self.request_body(messages, **params)
         headers = {
             "Accept": "text/event-stream",
@@ -111,28 +109,13 @@ class AnthropicEngine:
         }
         if self.api_key:
             headers["x-api-key"] = self.api_key
-        expose = self.expose_upstream_errors
-        owns_client = self._client is None
-        client = self._client or httpx.AsyncClient(timeout=httpx.Timeout(self.timeout))
-        try:
-            async with client.stream("POST", self.url, json=body, headers=headers) as response:
-                if response.status_code != 200:
-                    text = (await response.aread()).decode("utf-8", "replace")
-                    raise status_error(MODEL_SERVICE, response.status_code, text, expose=expose)
-                parser, reader = EventParser(), _EventReader(expose=expose)
-                async for data in response.aiter_bytes():
-                    for message in parser.feed(data):
-                        for chunk in reader.chunks(message.type, message.data):
-                            yield chunk
-                        if reader.stopped:
-                            return
-        except httpx.HTTPError as exc:
-            raise unreachable_error(MODEL_SERVICE, exc, expose=expose) from exc
-        except ParseLimitExceeded as exc:
-            raise oversized_error(MODEL_SERVICE, exc) from exc
-        finally:
-            if owns_client:
-                await client.aclose()
+        reader = _EventReader(expose=self.expose_upstream_errors)
+        async with contextlib.aclosing(self._upstream_events(body, headers)) as upstream:
+            async for message in upstream:
+                for chunk in reader.chunks(message.type, message.data):
+                    yield chunk
+                if reader.stopped:
+                    return
 
 
 class _EventReader:

@@ -18,6 +18,7 @@ Needs the `client` extra (httpx) for the HTTP engines.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 from collections.abc import AsyncIterator, Iterable, Mapping
@@ -44,6 +45,7 @@ from ssekit._ai_errors import (
     unreachable_error,
 )
 from ssekit._ai_formats import UI_MESSAGE_STREAM_HEADERS, openai_chunk_stream, ui_message_stream
+from ssekit._ai_http import HTTPEngine
 from ssekit._errors import ParseLimitExceeded, StreamError
 from ssekit._event import Event
 from ssekit._parse import EventParser, MessageEvent
@@ -80,7 +82,7 @@ class Engine(Protocol):
     ) -> AsyncIterator[Mapping[str, Any]]: ...
 
 
-class OpenAICompatibleEngine:
+class OpenAICompatibleEngine(HTTPEngine):
     """Streams chat completions from an OpenAI-compatible `/chat/completions` endpoint.
 
     `defaults` (temperature, max_tokens, ...) go into every request; `stream(messages, **params)`
@@ -91,6 +93,8 @@ class OpenAICompatibleEngine:
     Pass `client=` to reuse an `httpx.AsyncClient` bound to the event loop that will run the
     streams; by default each stream opens its own.
     """
+
+    endpoint = "/chat/completions"
 
     def __init__(
         self,
@@ -103,19 +107,17 @@ class OpenAICompatibleEngine:
         expose_upstream_errors: bool = False,
         **defaults: Any,
     ) -> None:
-        if not base_url.startswith(("http://", "https://")):
-            raise ValueError(f"base_url must be an http(s) URL, not {base_url!r}.")
-        self.url = base_url.rstrip("/") + "/chat/completions"
-        self.api_key = api_key
-        self.model = model
-        self.timeout = timeout
-        self.defaults = defaults
-        self.expose_upstream_errors = expose_upstream_errors
-        self._client = client
+        super().__init__(
+            base_url,
+            api_key,
+            model=model,
+            timeout=timeout,
+            client=client,
+            expose_upstream_errors=expose_upstream_errors,
+            defaults=defaults,
+        )
 
     async def stream(self, messages: Iterable[ChatMessage], **params: Any) -> AsyncIterator[Chunk]:
-        import httpx
-
         body = {"model": self.model, **self.defaults, **params}
         body["messages"] = openai_messages(messages)
         body["stream"] = True
@@ -127,28 +129,13 @@ class OpenAICompatibleEngine:
         headers = {"Accept": "text/event-stream"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
-        owns_client = self._client is None
-        client = self._client or httpx.AsyncClient(timeout=httpx.Timeout(self.timeout))
-        expose = self.expose_upstream_errors
-        try:
-            async with client.stream("POST", self.url, json=body, headers=headers) as response:
-                if response.status_code != 200:
-                    text = (await response.aread()).decode("utf-8", "replace")
-                    raise status_error(MODEL_SERVICE, response.status_code, text, expose=expose)
-                parser, reader = EventParser(), OpenAIChunkReader()
-                async for data in response.aiter_bytes():
-                    for message in parser.feed(data):
-                        if message.data == "[DONE]":
-                            return
-                        for chunk in _content_chunk(message, reader, expose=expose):
-                            yield chunk
-        except httpx.HTTPError as exc:
-            raise unreachable_error(MODEL_SERVICE, exc, expose=expose) from exc
-        except ParseLimitExceeded as exc:
-            raise oversized_error(MODEL_SERVICE, exc) from exc
-        finally:
-            if owns_client:
-                await client.aclose()
+        reader, expose = OpenAIChunkReader(), self.expose_upstream_errors
+        async with contextlib.aclosing(self._upstream_events(body, headers)) as upstream:
+            async for message in upstream:
+                if message.data == "[DONE]":
+                    return
+                for chunk in _content_chunk(message, reader, expose=expose):
+                    yield chunk
 
 
 def _content_chunk(
