@@ -39,8 +39,6 @@ import itertools
 import json
 import os
 import platform
-import resource
-import socket
 import subprocess
 import sys
 import tempfile
@@ -48,6 +46,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from bench_fanout import cpu_seconds, free_port, raise_fd_limit, system_busy_seconds
 
 import ssekit
 
@@ -61,7 +61,6 @@ DEADLINE = 180.0
 CONNECTING_AT_ONCE = 100
 #: The pause after opening (or closing) all streams, before memory and threads are read.
 SETTLE = 2.0
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 #: The issue's targets: KiB per async stream, gap p99 as a multiple of the interval.
 GOAL_KIB = 20.0
@@ -79,30 +78,6 @@ APPS = {
 # -- /proc -------------------------------------------------------------------------------------
 
 
-def raise_fd_limit(needed: int) -> None:
-    """Raise this process's open-file limit (the servers inherit it) to what N sockets need."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    want = hard if hard != resource.RLIM_INFINITY else max(soft, needed)
-    if soft < want:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
-    if want < needed:
-        raise SystemExit(f"the open-file limit is {want}, and {needed} are needed: ulimit -n")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a process (all its threads) so far."""
-    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def system_busy_seconds() -> float:
-    """CPU seconds all processes of the machine have used so far (every core), from /proc/stat."""
-    with open("/proc/stat", encoding="ascii") as stat:
-        fields = [int(value) for value in stat.readline().split()[1:]]
-    return (sum(fields[:8]) - fields[3] - fields[4]) / CLK_TCK
-
-
 def status(pid: int) -> tuple[int, int]:
     """(VmRSS in KiB, threads) of a process."""
     rss = threads = 0
@@ -113,13 +88,6 @@ def status(pid: int) -> tuple[int, int]:
             elif line.startswith("Threads:"):
                 threads = int(line.split()[1])
     return rss, threads
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 # -- the server --------------------------------------------------------------------------------
