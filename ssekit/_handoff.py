@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -18,11 +19,11 @@ from ssekit import _timers
 from ssekit._errors import ChannelClosed
 from ssekit._writer import SourceEnded, SourceFailed, SourceFinished
 
-__all__ = ["Handoff", "HandoffSource"]
+__all__ = ["Handoff", "HandoffSource", "LoopWaiter"]
 
 
 class _Waiter:
-    """One parked side: a `threading.Event` for threads, a future for tasks."""
+    """One parked side, for one wait: a `threading.Event` for threads, a future for tasks."""
 
     __slots__ = ("_event", "_future", "_loop", "_thread")
 
@@ -38,37 +39,94 @@ class _Waiter:
             return
         assert self._loop is not None
         assert self._future is not None
-        if threading.get_ident() == self._thread:
-            _resolve(self._future)
-        else:
-            with contextlib.suppress(RuntimeError):  # a closed loop has nobody waiting
-                self._loop.call_soon_threadsafe(_resolve, self._future)
+        _wake(self._future, self._loop, self._thread)
+
+    def expire(self) -> None:
+        """The wait's deadline passed (`_timers`): it returns False."""
+        assert self._future is not None
+        _resolve(self._future, False)
 
     def wait(self, timeout: float | None) -> bool:
         assert self._event is not None
         return self._event.wait(timeout)
 
     async def wait_async(self, timeout: float | None) -> bool:
-        loop = self._loop
-        assert loop is not None
-        return await self.wait_until(None if timeout is None else loop.time() + timeout)
-
-    async def wait_until(self, deadline: float | None, now: float | None = None) -> bool:
-        """Await the wake-up, or the loop's time `deadline` (then False); `now`: if known."""
         future, loop = self._future, self._loop
         assert future is not None
         assert loop is not None
         # The future is this waiter's own, so awaiting it directly is safe (a cancelled waiter
         # cancels nothing else); a timer resolves it with False.  Lighter than asyncio.wait(),
         # which builds a set, callbacks and a second future for every wait of every stream.
-        # Long waits (heartbeats) share one timer per loop and deadline bucket (`_timers`).
-        if deadline is None:
+        # Long waits share one timer per loop and deadline bucket (`_timers`).
+        if timeout is None:
             return await future
-        timer = _timers.resolve_at(loop, deadline, future, now)
+        timer = _timers.schedule(loop, loop.time() + timeout, self)
         try:
             return await future
         finally:
-            _timers.cancel(timer, future)
+            _timers.cancel(timer, self)
+
+
+class LoopWaiter:
+    """An async consumer's waiter, kept for the life of its stream: a fresh future per wait.
+
+    A stream waits between deliveries until its next heartbeat.  Deliveries move that deadline
+    later, so the timer set for an earlier wait still covers the next one: it is re-armed only
+    when it fired, or when a wait must end sooner.  A delivery thus costs no timer at all, and
+    nothing lives on between two waits but the loop's future.
+    """
+
+    __slots__ = ("_future", "_loop", "_thread", "_timer", "_timer_at")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._thread = threading.get_ident()
+        self._future: asyncio.Future[bool] | None = None
+        self._timer: _timers.Token | None = None
+        #: When the armed timer is due (the loop's time), or infinity with none armed.
+        self._timer_at = math.inf
+
+    def arm(self) -> asyncio.Future[bool]:
+        """A new wait: the future the next `wake` or timer resolves."""
+        future = self._future = self._loop.create_future()
+        return future
+
+    def wake(self) -> None:
+        future = self._future
+        if future is not None:
+            _wake(future, self._loop, self._thread)
+
+    def expire(self) -> None:
+        self._timer, self._timer_at = None, math.inf
+        future = self._future
+        if future is not None:
+            _resolve(future, False)
+
+    def wake_by(self, deadline: float, now: float) -> None:
+        """Have a timer end the current wait by the loop's time `deadline` (or a hair later)."""
+        if deadline >= self._timer_at:
+            return  # the armed timer comes first: the consumer polls then and re-arms
+        if self._timer is not None:
+            _timers.cancel(self._timer, self)
+        self._timer = _timers.schedule(self._loop, deadline, self, now)
+        self._timer_at = deadline
+
+    def disarm(self) -> None:
+        """Forget the armed timer (the stream ended).  On the loop's thread."""
+        if self._timer is not None:
+            _timers.cancel(self._timer, self)
+            self._timer, self._timer_at = None, math.inf
+        self._future = None
+
+
+def _wake(future: asyncio.Future[bool], loop: asyncio.AbstractEventLoop, thread: int) -> None:
+    """Resolve `future` with True, from its loop's thread or any other."""
+    if threading.get_ident() == thread:
+        if not future.done():
+            future.set_result(True)
+    else:
+        with contextlib.suppress(RuntimeError):  # a closed loop has nobody waiting
+            loop.call_soon_threadsafe(_resolve, future)
 
 
 def _resolve(future: asyncio.Future[bool], result: bool = True) -> None:
@@ -98,7 +156,7 @@ class Handoff:
         self._finished = False
         self._closed = False
         self._nudged = False  # a nudge that found no consumer waiting: its next wait returns
-        self._consumer: _Waiter | None = None
+        self._consumer: _Waiter | LoopWaiter | None = None
         #: Every parked producer: a `Channel` may have several blocked senders at once.
         self._producers: list[_Waiter] = []
 
@@ -231,11 +289,15 @@ class Handoff:
         if not self._items:  # read unlocked: an item put after this wakes the consumer's wait
             return []
         with self._lock:
-            if not self._items:
-                return []
-            items, self._items = self._items, []
-            producers, self._producers = self._producers, []
-        self._wake_producers(producers)
+            # Copied and cleared rather than swapped for a new list: the copy is gone after the
+            # consumer's step, and nothing new is left to outlive it (a stream's waits are long).
+            items = self._items.copy()
+            self._items.clear()
+            producers = self._producers
+            if producers:
+                self._producers = []
+        if producers:
+            self._wake_producers(producers)
         return items
 
     @property
@@ -260,6 +322,18 @@ class Handoff:
                 return None
             waiter = self._consumer = _Waiter(loop)
         return waiter
+
+    def park_async(self, waiter: LoopWaiter) -> asyncio.Future[bool] | None:
+        """Park an async consumer: the future to await, or None when there is something to do.
+
+        `waiter` is the consumer's own, kept across its waits (see `LoopWaiter`).
+        """
+        with self._lock:
+            if self._items or self._finished or self._closed or self._nudged:
+                self._nudged = False
+                return None
+            self._consumer = waiter
+            return waiter.arm()
 
     def nudge(self) -> None:
         """Wake the consumer without giving it anything (it has something else to do).

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from ssekit._event import Event
 from ssekit._frame import farewell_bytes
-from ssekit._handoff import Handoff, HandoffSource
+from ssekit._handoff import Handoff, HandoffSource, LoopWaiter
 from ssekit._options import StreamOptions, StreamOptionsDict
 from ssekit._producers import (
     PULL_AHEAD,
@@ -227,6 +227,7 @@ class SSEStream:
             return  # closed by `close()` before the first step: the source was closed then
         handoff, task, loop = self._start_async()
         writer = self._writer
+        waiter = LoopWaiter(loop)
         try:
             yield writer.opening(loop.time())
             rested = False
@@ -235,10 +236,15 @@ class SSEStream:
                 out, wait = self._step(handoff, now, rested)
                 for data in out:
                     yield data
+                del out  # not kept through the wait
                 if writer.done:
                     return
-                rested = await self._rest(handoff, loop, now, wait)
+                rest = self._rest(handoff, waiter, now, wait)
+                rested = rest is not None
+                if rest is not None:
+                    await rest
         finally:
+            waiter.disarm()
             await self._end_async(handoff, task)
 
     async def _drive_async(self, write: Callable[[bytes], Awaitable[object]]) -> None:
@@ -253,6 +259,7 @@ class SSEStream:
             return
         handoff, task, loop = self._start_async()
         writer = self._writer
+        waiter = LoopWaiter(loop)
         try:
             await write(writer.opening(loop.time()))
             rested = False
@@ -261,10 +268,15 @@ class SSEStream:
                 out, wait = self._step(handoff, now, rested)
                 for data in out:
                     await write(data)
+                del out  # not kept through the wait
                 if writer.done:
                     return
-                rested = await self._rest(handoff, loop, now, wait)
+                rest = self._rest(handoff, waiter, now, wait)
+                rested = rest is not None
+                if rest is not None:
+                    await rest
         finally:
+            waiter.disarm()
             await self._end_async(handoff, task)
 
     def _start_async(self) -> tuple[Handoff, asyncio.Task[None] | None, asyncio.AbstractEventLoop]:
@@ -282,20 +294,20 @@ class SSEStream:
         return self._writer.poll(now)
 
     @staticmethod
-    async def _rest(
-        handoff: Handoff, loop: asyncio.AbstractEventLoop, now: float, wait: float | None
-    ) -> bool:
-        """Wait for the next step; True if the loop ran meanwhile (nothing was ready at once).
+    def _rest(
+        handoff: Handoff, waiter: LoopWaiter, now: float, wait: float | None
+    ) -> asyncio.Future[bool] | None:
+        """The wait before the next step (a future to await), or None to step again at once.
 
         Parked straight away, even after writing: whatever would change the next poll (items,
-        the source's end, a nudge, a close) makes the park return at once, and the deadline is
-        the poll's, however long the writes took.
+        the source's end, a nudge, a close) ends the wait at once, and the deadline is the
+        poll's, however long the writes took.  A plain function, not a coroutine: between two
+        deliveries a stream holds its future and nothing else.
         """
-        waiter = handoff._park_consumer(loop)
-        if waiter is None:
-            return False
-        await waiter.wait_until(None if wait is None else now + wait, now)
-        return True
+        future = handoff.park_async(waiter)
+        if future is not None and wait is not None:
+            waiter.wake_by(now + wait, now)
+        return future
 
     async def _end_async(self, handoff: Handoff, task: asyncio.Task[None] | None) -> None:
         self.state = StreamState.CLOSED

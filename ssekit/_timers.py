@@ -1,11 +1,14 @@
-"""One timer per event loop and deadline bucket, shared by every task waiting that long.
+"""One timer per event loop and deadline bucket, shared by every waiter due about then.
 
 Thousands of idle streams each wait for their next heartbeat.  A `call_later` per stream per
 wait puts a `TimerHandle` in the loop's heap (whose comparisons run in Python) and costs two
-callbacks per wake-up, the timer's and the task's.  Here a waiting future joins the bucket of its
-deadline rounded up to `RESOLUTION`; one `call_at` per bucket resolves every future in it, so a
+callbacks per wake-up, the timer's and the task's.  Here a waiter joins the bucket of its
+deadline rounded up to `RESOLUTION`; one `call_at` per bucket expires every waiter in it, so a
 wake-up costs the task's callback alone and a set entry instead of a handle.  Short waits (a
 latency budget, under `SHARED_FROM` seconds) keep their own exact timer.
+
+A waiter is anything with `expire()`: a one-shot wait resolves its future there, a stream's
+waiter (kept for the stream's life) wakes whichever wait is current.
 """
 
 from __future__ import annotations
@@ -14,8 +17,9 @@ import asyncio
 import math
 import weakref
 from collections.abc import Callable
+from typing import Protocol
 
-__all__ = ["RESOLUTION", "SHARED_FROM", "Token", "cancel", "resolve_after", "resolve_at"]
+__all__ = ["RESOLUTION", "SHARED_FROM", "Expiring", "Token", "cancel", "schedule"]
 
 #: Deadlines are rounded up to a multiple of this many seconds: a wake-up is at most this late.
 RESOLUTION = 0.01
@@ -23,18 +27,23 @@ RESOLUTION = 0.01
 SHARED_FROM = 0.25
 
 
+class Expiring(Protocol):
+    """What a timer wakes: `expire()` is called on the loop once the deadline has passed."""
+
+    def expire(self) -> None: ...
+
+
 class _Buckets:
-    """The waiting futures of one loop, by deadline bucket (the deadline // RESOLUTION, up)."""
+    """The waiters of one loop, by deadline bucket (the deadline // RESOLUTION, rounded up)."""
 
     __slots__ = ("__weakref__", "buckets")
 
     def __init__(self) -> None:
-        self.buckets: dict[int, set[asyncio.Future[bool]]] = {}
+        self.buckets: dict[int, set[Expiring]] = {}
 
     def fire(self, key: int) -> None:
-        for future in self.buckets.pop(key, ()):
-            if not future.done():
-                future.set_result(False)
+        for waiter in self.buckets.pop(key, ()):
+            waiter.expire()
 
 
 # The loop is a weak key: pending `call_at`s hold the buckets, never the loop's entry.
@@ -51,32 +60,20 @@ def _no_loop() -> None:
 _last: tuple[Callable[[], object], _Buckets] = (_no_loop, _Buckets())
 
 
-#: What `resolve_after` returns, for `cancel`: an own timer, or the shared bucket joined.
-Token = asyncio.TimerHandle | set[asyncio.Future[bool]]
+#: What `schedule` returns, for `cancel`: an own timer, or the shared bucket joined.
+Token = asyncio.TimerHandle | set[Expiring]
 
 
-def resolve_after(
-    loop: asyncio.AbstractEventLoop, delay: float, future: asyncio.Future[bool]
+def schedule(
+    loop: asyncio.AbstractEventLoop, when: float, waiter: Expiring, now: float | None = None
 ) -> Token:
-    """Resolve `future` with False once `delay` seconds have passed (unless already done).
+    """Call `waiter.expire()` at the loop's time `when` (or up to `RESOLUTION` later).
 
-    Returns a token for `cancel`.  Call on the loop's thread.
-    """
-    return resolve_at(loop, loop.time() + delay, future)
-
-
-def resolve_at(
-    loop: asyncio.AbstractEventLoop,
-    when: float,
-    future: asyncio.Future[bool],
-    now: float | None = None,
-) -> Token:
-    """Resolve `future` with False at the loop's time `when`: `resolve_after` for a deadline.
-
-    `now`: the loop's time, when the caller has just read it.
+    Returns a token for `cancel`.  `now`: the loop's time, when the caller has just read it.
+    Call on the loop's thread.
     """
     if when - (loop.time() if now is None else now) < SHARED_FROM:
-        return loop.call_at(when, _resolve_false, future)
+        return loop.call_at(when, waiter.expire)
     global _last
     last_loop, timers = _last
     if last_loop() is not loop:
@@ -92,18 +89,13 @@ def resolve_at(
         # A hair past the bucket's time: a loop runs timers up to its clock's resolution early,
         # and a wake-up before the deadline would cost a second one.
         loop.call_at(key * RESOLUTION + 1e-6, timers.fire, key)
-    bucket.add(future)
+    bucket.add(waiter)
     return bucket
 
 
-def cancel(token: Token, future: asyncio.Future[bool]) -> None:
-    """Forget the timer `resolve_after` returned `token` for (the future was resolved first)."""
+def cancel(token: Token, waiter: Expiring) -> None:
+    """Forget the timer `schedule` returned `token` for (the waiter woke up first)."""
     if isinstance(token, set):
-        token.discard(future)
+        token.discard(waiter)
     else:
         token.cancel()
-
-
-def _resolve_false(future: asyncio.Future[bool]) -> None:
-    if not future.done():
-        future.set_result(False)

@@ -336,14 +336,18 @@ class StreamWriter:
         if not frames:
             return []
         pending_bytes = self._pending_bytes
-        self._frames = []
         self._pending_bytes = 0
         self._batch_deadline = None
         if len(frames) == 1 or self._options.flush == "each":
-            return frames
-        if pending_bytes <= MAX_BATCH_BYTES:
-            return [b"".join(frames)]
-        return _split_batches(frames)
+            out = frames.copy()
+        elif pending_bytes <= MAX_BATCH_BYTES:
+            out = [b"".join(frames)]
+        else:
+            out = _split_batches(frames)
+        # Cleared, not replaced: an idle stream keeps its one list rather than a new one per
+        # write that outlives the write.
+        frames.clear()
+        return out
 
     def _wait_budget(self, now: float) -> float | None:
         options = self._options

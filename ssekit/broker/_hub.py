@@ -191,14 +191,24 @@ class Subscription(HandoffSource):
         self.policy: SlowPolicy = policy
         self.stats = SubscriptionStats()
         self._hub = hub
-        #: The newest id queued per topic: live events at or below it are duplicates of replay.
+        #: Per topic, the id at or below which live events are skipped: the replay's newest, or
+        #: the topic's newest when this subscription began (a composed one: the client's
+        #: position, kept up to date).
         self.last_ids: dict[str, StreamId] = {}
 
     def _offer(self, topic: str, id_: StreamId, data: Encoded) -> bool:
         """Queue one event; False when this subscription is over and must be dropped."""
-        last = self.last_ids.get(topic)
-        if last is not None and id_ <= last:
-            return True  # already queued by the replay
+        skip_to = self.last_ids.get(topic)
+        if skip_to is not None:
+            if id_ <= skip_to:
+                return True  # queued by the replay already, or older than this subscription
+            # Each topic's events come in id order from here on: nothing more to skip.  (Kept,
+            # the entry would be a new tuple in a dict per delivery for the collector to chase.)
+            del self.last_ids[topic]
+        return self._queue(data)
+
+    def _queue(self, data: Encoded) -> bool:
+        """Hand one event to the stream, or apply the slow-client policy; False once over."""
         handoff = self._handoff
         try:
             if not handoff.try_put(data):
@@ -210,7 +220,6 @@ class Subscription(HandoffSource):
                     return False
         except ChannelClosed:
             return False
-        self.last_ids[topic] = id_
         self.stats.delivered += 1
         return True
 
@@ -266,7 +275,10 @@ class ComposedSubscription(Subscription):
         last = self.last_ids.get(topic)
         if last is not None and id_ <= last:
             return True  # already queued by the replay
-        return super()._offer(topic, id_, self._framed(data, {**self.last_ids, topic: id_}))
+        if not self._queue(self._framed(data, {**self.last_ids, topic: id_})):
+            return False
+        self.last_ids[topic] = id_  # the client's position, for the next composite id
+        return True
 
     def _begin(self, reset: Encoded | None, replay: list[tuple[StreamId, str, Encoded]]) -> None:
         framed = []
