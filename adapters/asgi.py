@@ -99,27 +99,71 @@ async def serve_stream(
     body: AsyncBody = stream if encoding is None else encoding.abody(stream)
     # not `registry or ...`: an empty registry is falsy (it has __len__)
     untrack = track(_registry_of(scope) if registry is None else registry, stream)
-    task = asyncio.current_task()
-    if task is None:
-        raise RuntimeError("serve_stream() runs in an asyncio task (as an ASGI server calls it).")
-    # The stream is written from this task; one more task waits for `http.disconnect` and, when
-    # it comes, stops the stream (or interrupts a send under way) rather than a third task
-    # racing the two with `asyncio.wait()`.
-    watchdog = _SendWatchdog(stream, task, send_timeout, send)
-    watcher = asyncio.get_running_loop().create_task(_wait_for_disconnect(receive))
-    watcher.add_done_callback(watchdog.watcher_done)
+    # The stream is written by a task of its own, whose await chain is short (every event
+    # resumes it), while this task, deep in the server's and framework's calls, waits for
+    # `http.disconnect`: two tasks in all, and no third racing them with `asyncio.wait()`.
+    watchdog = _SendWatchdog(stream, None, send_timeout, send)
+    pump = asyncio.get_running_loop().create_task(_pump(stream, body, watchdog))
+    watchdog.task = pump
     try:
-        ended = await _pump(stream, body, watchdog)
+        ended = await _watch_client(pump, receive, watchdog)
     finally:
-        watchdog.finished = True
-        watcher.cancel()
-        # Settled before the response ends: a server may reuse the connection (keep-alive) once
-        # it does, and the next request's messages must not reach this watcher.
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait((watcher,))
         untrack()
     if ended:
         await _send_quietly(send, {"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _watch_client(
+    pump: asyncio.Task[bool], receive: Receive, watchdog: _SendWatchdog
+) -> bool:
+    """Wait for the client to leave while `pump` writes; return the pump's result once it ends.
+
+    When the pump ends first (the stream ended), it cancels this wait for `http.disconnect`, a
+    cancellation taken back here.  The wait is over before the response ends: a server may
+    reuse the connection (keep-alive) then, and the next request's messages are not ours.
+    """
+    task = asyncio.current_task()
+    if task is None:
+        raise RuntimeError("serve_stream() runs in an asyncio task (as an ASGI server calls it).")
+    listening = True
+    woken = False
+
+    def pump_ended(_: object) -> None:
+        nonlocal woken
+        if listening:
+            woken = True
+            task.cancel()
+
+    pump.add_done_callback(pump_ended)
+    try:
+        while not pump.done():
+            try:
+                message = await receive()
+            except asyncio.CancelledError:
+                if woken and _take_back_cancel(task):
+                    break
+                raise
+            except Exception:  # a failing receive() also means the client is gone
+                message = {"type": "http.disconnect"}
+            if message["type"] == "http.disconnect":
+                listening = False
+                watchdog.client_left()
+                break
+    except BaseException:  # cancelled from outside (a server stopping): stop writing first
+        listening = False
+        watchdog.interrupt()
+        with contextlib.suppress(BaseException):
+            await asyncio.wait((pump,))
+        raise
+    finally:
+        listening = False
+    return await pump
+
+
+def _take_back_cancel(task: asyncio.Task[Any]) -> bool:
+    """Take back our own `cancel()` of `task`; False if someone else cancelled it too."""
+    uncancel = getattr(task, "uncancel", None)  # Python 3.11+
+    return uncancel is None or uncancel() == 0
 
 
 class _SendWatchdog:
@@ -136,13 +180,14 @@ class _SendWatchdog:
     )
 
     def __init__(
-        self, stream: SSEStream, task: asyncio.Task[Any], timeout: float | None, send: Send
+        self, stream: SSEStream, task: asyncio.Task[Any] | None, timeout: float | None, send: Send
     ):
         self.stream = stream
+        #: The task whose sends this watches (set once created, when the watchdog comes first).
         self.task = task
         self.timeout = timeout
         self.send = send
-        self.loop = task.get_loop()
+        self.loop = asyncio.get_running_loop()
         self.busy_until = 0.0
         #: When the send under way started, or None between sends.
         self.sending_since: float | None = None
@@ -150,10 +195,8 @@ class _SendWatchdog:
         self.gone = False  # the client left
         self.finished = False  # the pump has returned
 
-    def watcher_done(self, watcher: asyncio.Task[None]) -> None:
-        """The disconnect watcher ended: the client left (or its `receive()` failed)."""
-        if not watcher.cancelled():
-            watcher.exception()  # retrieved: a failing receive() also means the client is gone
+    def client_left(self) -> None:
+        """`http.disconnect` came (or `receive()` failed): stop the stream."""
         if self.finished or self.gone:
             return
         self.gone = True
@@ -176,7 +219,7 @@ class _SendWatchdog:
         if now >= self.busy_until:
             # The busy budget runs from when the stream last let the loop run (it waited for
             # its source, or this yielded): a stream that keeps writing yields at last.
-            rested: float = getattr(self.stream, "_rested_at", 0.0)
+            rested = self.stream._rested_at
             if now - rested < MAX_BUSY_SECONDS:
                 self.busy_until = rested + MAX_BUSY_SECONDS
             else:
@@ -200,7 +243,7 @@ class _SendWatchdog:
 
     def interrupt(self) -> None:
         """Cancel the pump's task; `_pump` takes that as "the client is gone", not further."""
-        if not self.fired and not self.finished:
+        if not self.fired and not self.finished and self.task is not None:
             self.fired = self.gone = True
             self.task.cancel()
 
@@ -285,23 +328,15 @@ async def _pump(stream: SSEStream, body: AsyncBody, watchdog: _SendWatchdog) -> 
     except (_ClientGone, OSError):  # OSError: a server that reports a gone client so
         return False
     except asyncio.CancelledError:
-        if watchdog.fired:
-            uncancel = getattr(watchdog.task, "uncancel", None)  # Python 3.11+
-            if uncancel is None or uncancel() == 0:  # not also cancelled by someone else
-                return False
+        if watchdog.fired and watchdog.task is not None and _take_back_cancel(watchdog.task):
+            return False
         raise
     finally:
+        watchdog.finished = True
         watchdog.unwatch()
         if body is not stream:
             await body.aclose()  # a compressed body closes the stream inside it
         await stream.aclose()
-
-
-async def _wait_for_disconnect(receive: Receive) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return
 
 
 async def _send_quietly(send: Send, message: Message) -> None:

@@ -71,12 +71,12 @@ class LoopWaiter:
     """An async consumer's waiter, kept for the life of its stream: a fresh future per wait.
 
     A stream waits between deliveries until its next heartbeat.  Deliveries move that deadline
-    later, so the timer set for an earlier wait still covers the next one: it is re-armed only
-    when it fired, or when a wait must end sooner.  A delivery thus costs no timer at all, and
-    nothing lives on between two waits but the loop's future.
+    later, so the timer set for an earlier wait still serves the next one: when it fires before
+    the current wait's deadline, it is set again for that deadline without waking the consumer.
+    A delivery costs no timer at all, and nothing lives on between two waits but the future.
     """
 
-    __slots__ = ("_future", "_loop", "_thread", "_timer", "_timer_at")
+    __slots__ = ("_due", "_future", "_loop", "_thread", "_timer", "_timer_at")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -85,27 +85,46 @@ class LoopWaiter:
         self._timer: _timers.Token | None = None
         #: When the armed timer is due (the loop's time), or infinity with none armed.
         self._timer_at = math.inf
+        #: When the current wait must end (the loop's time), or infinity: when woken.
+        self._due = math.inf
 
     def arm(self) -> asyncio.Future[bool]:
-        """A new wait: the future the next `wake` or timer resolves."""
+        """A new wait: the future the next `wake` or due timer resolves."""
         future = self._future = self._loop.create_future()
         return future
 
     def wake(self) -> None:
         future = self._future
-        if future is not None:
+        if future is None:
+            return
+        if threading.get_ident() == self._thread:
+            if not future.done():
+                future.set_result(True)
+        else:
             _wake(future, self._loop, self._thread)
 
+    def due_by(self, deadline: float, now: float) -> None:
+        """The current wait ends by the loop's time `deadline` (infinity: only when woken)."""
+        self._due = deadline
+        if deadline < self._timer_at:  # else the armed timer comes first and sets itself again
+            self._set_timer(deadline, now)
+
     def expire(self) -> None:
+        """The armed timer fired: end the wait if it is due, else set the timer for its deadline."""
         self._timer, self._timer_at = None, math.inf
         future = self._future
-        if future is not None:
-            _resolve(future, False)
+        if future is None or future.done():
+            return  # the consumer is stepping: its next wait sets what it needs
+        due = self._due
+        if due == math.inf:
+            return
+        now = self._loop.time()
+        if due > now:
+            self._set_timer(due, now)
+        else:
+            future.set_result(False)
 
-    def wake_by(self, deadline: float, now: float) -> None:
-        """Have a timer end the current wait by the loop's time `deadline` (or a hair later)."""
-        if deadline >= self._timer_at:
-            return  # the armed timer comes first: the consumer polls then and re-arms
+    def _set_timer(self, deadline: float, now: float) -> None:
         if self._timer is not None:
             _timers.cancel(self._timer, self)
         self._timer = _timers.schedule(self._loop, deadline, self, now)
@@ -155,6 +174,9 @@ class Handoff:
         self._lock = threading.Lock()
         self._finished = False
         self._closed = False
+        #: True once the producer finished or the consumer closed: the one flag a consumer's
+        #: step reads to know whether to look further (`drained`, `closed`).
+        self.ended = False
         self._nudged = False  # a nudge that found no consumer waiting: its next wait returns
         self._consumer: _Waiter | LoopWaiter | None = None
         #: Every parked producer: a `Channel` may have several blocked senders at once.
@@ -261,7 +283,7 @@ class Handoff:
             if self._finished or self._closed:
                 return False
             self.outcome = outcome  # before `_finished`: whoever sees that finds this
-            self._finished = True
+            self._finished = self.ended = True
             waiter, self._consumer = self._consumer, None
         if waiter is not None:
             waiter.wake()
@@ -333,7 +355,8 @@ class Handoff:
                 self._nudged = False
                 return None
             self._consumer = waiter
-            return waiter.arm()
+            future = waiter._future = waiter._loop.create_future()  # `arm()`, inlined: per event
+            return future
 
     def nudge(self) -> None:
         """Wake the consumer without giving it anything (it has something else to do).
@@ -355,7 +378,7 @@ class Handoff:
         with self._lock:
             if self._closed:
                 return
-            self._closed = True
+            self._closed = self.ended = True
             self._items.clear()
             producers, self._producers = self._producers, []
             consumer, self._consumer = self._consumer, None

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import enum
 import inspect
+import math
 import queue
 import sys
 import time
@@ -37,7 +38,7 @@ from ssekit._producers import (
     start_for_sync_consumer,
     stop_task,
 )
-from ssekit._writer import ConsumerClosed, EndRequested, StreamWriter
+from ssekit._writer import ConsumerClosed, EndRequested, StreamWriter, WriterState
 
 if TYPE_CHECKING:
     if sys.version_info >= (3, 11):
@@ -46,6 +47,8 @@ if TYPE_CHECKING:
         from typing_extensions import Unpack
 
 __all__ = ["PULL_AHEAD", "SSEStream", "Source", "StreamState", "to_sse"]
+
+_DONE = WriterState.DONE
 
 #: What `to_sse()` accepts: an iterable or async iterable of chunks, a `queue.Queue`, a
 #: `Channel`, a broker subscription.
@@ -176,7 +179,7 @@ class SSEStream:
                 _collect(handoff, writer, now)
                 out, wait = writer.poll(now)
                 yield from out
-                if writer.done:
+                if writer.state is _DONE:
                     return
                 if not out:
                     handoff.wait(wait)
@@ -237,7 +240,7 @@ class SSEStream:
                 for data in out:
                     yield data
                 del out  # not kept through the wait
-                if writer.done:
+                if writer.state is _DONE:
                     return
                 rest = self._rest(handoff, waiter, now, wait)
                 rested = rest is not None
@@ -269,7 +272,7 @@ class SSEStream:
                 for data in out:
                     await write(data)
                 del out  # not kept through the wait
-                if writer.done:
+                if writer.state is _DONE:
                     return
                 rest = self._rest(handoff, waiter, now, wait)
                 rested = rest is not None
@@ -305,8 +308,8 @@ class SSEStream:
         deliveries a stream holds its future and nothing else.
         """
         future = handoff.park_async(waiter)
-        if future is not None and wait is not None:
-            waiter.wake_by(now + wait, now)
+        if future is not None:
+            waiter.due_by(math.inf if wait is None else now + wait, now)
         return future
 
     async def _end_async(self, handoff: Handoff, task: asyncio.Task[None] | None) -> None:
@@ -338,6 +341,8 @@ def _collect(handoff: Handoff, writer: StreamWriter, now: float) -> None:
     items = handoff.take()
     if items:
         writer.add(items, now)
+    if not handoff.ended:
+        return
     if handoff.drained:
         outcome = handoff.outcome
         assert outcome is not None  # set with `finished`, under the same lock

@@ -189,6 +189,7 @@ class StreamWriter:
     __slots__ = (
         "_batch_deadline",
         "_ending",
+        "_flush_at_once",
         "_frames",
         "_last_write",
         "_lock",
@@ -207,6 +208,8 @@ class StreamWriter:
         self._frames: list[bytes] = []
         self._pending_bytes = 0
         self._batch_deadline: float | None = None
+        #: Whether frames go out at the next poll ("each", "auto"), not after a latency budget.
+        self._flush_at_once = options.flush in ("each", "auto")
         self._ending = b""  # what DRAINING writes after the pending frames
         self._requested: EndRequested | ConsumerClosed | None = None
         self._lock = threading.Lock()  # only for `request`, which other threads call
@@ -241,8 +244,8 @@ class StreamWriter:
                 return
             self._frames.append(data)
             self._pending_bytes += len(data)
-            if self._batch_deadline is None and isinstance(self._options.flush, float):
-                self._batch_deadline = now + self._options.flush
+            if self._batch_deadline is None and not self._flush_at_once:
+                self._start_batch(now)
             return
         framed: list[bytes] = []
         append = framed.append
@@ -253,8 +256,14 @@ class StreamWriter:
             self.end(SourceFailed(exc))
         self._frames += framed
         self._pending_bytes += sum(map(len, framed))
-        if self._batch_deadline is None and framed and isinstance(self._options.flush, float):
-            self._batch_deadline = now + self._options.flush
+        if self._batch_deadline is None and framed and not self._flush_at_once:
+            self._start_batch(now)
+
+    def _start_batch(self, now: float) -> None:
+        """The first frame of a batch is pending: it goes out within the latency budget."""
+        budget = self._options.flush
+        assert isinstance(budget, float)  # not "each" or "auto": those flush at once
+        self._batch_deadline = now + budget
 
     def end(self, ending: Ending) -> None:
         """How the stream ends; the first ending wins (on the consumer's thread, like `poll`)."""
@@ -298,16 +307,13 @@ class StreamWriter:
             if self._ending:
                 out.append(self._ending)
             return out, None
-        out = []
-        if self._frames:
-            flush = options.flush
-            if (
-                flush in ("each", "auto")
-                or self._pending_bytes >= MAX_BATCH_BYTES
-                or (self._batch_deadline is not None and now >= self._batch_deadline)
-            ):
-                out = self._flush_all()
-        if out:
+        frames = self._frames
+        if frames and (
+            self._flush_at_once
+            or self._pending_bytes >= MAX_BATCH_BYTES
+            or (self._batch_deadline is not None and now >= self._batch_deadline)
+        ):
+            out = self._flush_all()
             self._last_write = now
         elif options.heartbeat is not None and now - self._last_write >= options.heartbeat:
             out = [HEARTBEAT]
@@ -317,7 +323,20 @@ class StreamWriter:
             # overloaded loop is not asked to catch up (one heartbeat, never a backlog).
             due = self._last_write + options.heartbeat
             self._last_write = due if now - due < options.heartbeat / 10 else now
-        return out, self._wait_budget(now)
+        else:
+            out = []
+        # How long the driver may wait: until the next heartbeat, the end of `max_duration`,
+        # or the pending batch's deadline, whichever comes first (None: until woken).
+        heartbeat, max_duration = options.heartbeat, options.max_duration
+        first = None if heartbeat is None else self._last_write + heartbeat
+        if max_duration is not None:
+            ends = self._started + max_duration
+            if first is None or ends < first:
+                first = ends
+        batch = self._batch_deadline
+        if batch is not None and (first is None or batch < first):
+            first = batch
+        return out, None if first is None else max(0.0, first - now)
 
     def _ending_bytes(self, ending: Ending) -> bytes:
         if isinstance(ending, SourceFinished):
@@ -348,19 +367,6 @@ class StreamWriter:
         # write that outlives the write.
         frames.clear()
         return out
-
-    def _wait_budget(self, now: float) -> float | None:
-        options = self._options
-        heartbeat, max_duration = options.heartbeat, options.max_duration
-        first = None if heartbeat is None else self._last_write + heartbeat
-        if max_duration is not None:
-            ends = self._started + max_duration
-            if first is None or ends < first:
-                first = ends
-        batch = self._batch_deadline
-        if batch is not None and (first is None or batch < first):
-            first = batch
-        return None if first is None else max(0.0, first - now)
 
 
 def _split_batches(frames: list[bytes]) -> list[bytes]:
