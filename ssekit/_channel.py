@@ -19,6 +19,8 @@ class Channel(HandoffSource):
     ended or the client has gone, which is how a producer learns to stop.
     """
 
+    __slots__ = ()
+
     def __init__(self, maxsize: int = 64) -> None:
         if isinstance(maxsize, bool) or not isinstance(maxsize, int) or maxsize < 1:
             raise ValueError(f"Channel maxsize must be an int of at least 1, not {maxsize!r}.")

@@ -215,6 +215,11 @@ class Handoff:
     `ChannelClosed` so the producer learns to stop.
     """
 
+    __slots__ = (
+        *("_closed", "_consumer", "_finished", "_items", "_lock", "_maxsize", "_nudged"),
+        *("_on_close", "_producers", "ended", "outcome"),
+    )
+
     def __init__(self, maxsize: int, *, on_close: Callable[[], None] | None = None) -> None:
         if maxsize < 1:
             raise ValueError(f"maxsize must be at least 1, not {maxsize!r}.")
@@ -461,6 +466,8 @@ class HandoffSource:
 
     `to_sse()` reads its handoff directly: no thread or task between them.
     """
+
+    __slots__ = ("_attached", "_handoff")
 
     def __init__(self, handoff: Handoff) -> None:
         self._handoff = handoff

@@ -73,6 +73,11 @@ class SSEStream:
     `close()` call) closes the source, so its `finally` blocks run and its thread or loop ends.
     """
 
+    __slots__ = (
+        *("__weakref__", "_async_gen", "_handoff", "_live", "_rested_at", "_source"),
+        *("_sync_gen", "_task", "_writer", "options", "state"),
+    )
+
     def __init__(self, source: Source, options: StreamOptions) -> None:
         if not isinstance(source, (Iterable, AsyncIterable, HandoffSource, queue.Queue)):
             raise TypeError(

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from ssekit import ChannelClosed
-from ssekit._handoff import Handoff
+from ssekit._handoff import Handoff, LoopWaiter
 from ssekit._writer import SourceEnded, SourceFailed, SourceFinished
 
 pytestmark = pytest.mark.timeout(30)
@@ -416,3 +416,65 @@ def test_thread_producer_async_consumer_stress() -> None:
         return received
 
     assert asyncio.run(main()) == list(range(count))
+
+
+# -- a stream's own waiter: one timer across deliveries, batched wake-ups from threads ------------
+
+
+def test_a_timer_armed_before_a_delivery_does_not_end_the_next_wait_early() -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        handoff, waiter = Handoff(4), LoopWaiter(loop)
+        start = loop.time()
+        first = handoff.park_async(waiter)
+        assert first is not None
+        waiter.due_by(start + 0.3, start)  # the heartbeat as it stood
+        handoff.try_put("event")  # a delivery wakes the wait...
+        assert await first is True
+        assert handoff.take() == ["event"]
+        second = handoff.park_async(waiter)
+        assert second is not None
+        waiter.due_by(loop.time() + 30.0, loop.time())  # ...and moves the heartbeat later
+        await asyncio.sleep(0.6)  # the first timer has fired meanwhile
+        assert not second.done()  # without ending a wait that is due in 30 s
+        waiter.due_by(loop.time() + 0.05, loop.time())  # a nearer deadline is kept too
+        assert await second is False
+        waiter.disarm()
+
+    asyncio.run(main())
+
+
+def test_wakes_from_another_thread_reach_the_loop_in_one_callback() -> None:
+    class CountingLoop(asyncio.SelectorEventLoop):
+        def __init__(self) -> None:
+            super().__init__()
+            self.threadsafe_calls = 0
+
+        def call_soon_threadsafe(self, *args: Any, **kwargs: Any) -> Any:
+            self.threadsafe_calls += 1
+            return super().call_soon_threadsafe(*args, **kwargs)
+
+    async def main(loop: CountingLoop) -> None:
+        handoffs = [Handoff(4) for _ in range(200)]
+        waiters = [LoopWaiter(loop) for _ in handoffs]
+        futures = [h.park_async(w) for h, w in zip(handoffs, waiters, strict=True)]
+        release = threading.Event()
+
+        def deliver() -> None:  # as a Redis reader thread does, holding the loop's thread off
+            for handoff in handoffs:
+                handoff.try_put("event")
+            release.set()
+
+        loop.threadsafe_calls = 0
+        thread = start(deliver)
+        await loop.run_in_executor(None, release.wait)
+        thread.join(WAIT)
+        assert await asyncio.gather(*futures) == [True] * 200  # type: ignore[arg-type]
+        # The executor's hand-back is one call; the 200 wake-ups, a few batches at most.
+        assert loop.threadsafe_calls <= 10
+
+    loop = CountingLoop()
+    try:
+        loop.run_until_complete(main(loop))
+    finally:
+        loop.close()

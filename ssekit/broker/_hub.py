@@ -183,28 +183,40 @@ class Subscription(HandoffSource):
     Iterate it through `to_sse(subscription)`; closing the stream unsubscribes.
     """
 
+    __slots__ = ("_delivered", "_dropped", "_hub", "_skipping", "last_ids", "policy", "topics")
+
     def __init__(
         self, hub: Hub, topics: tuple[str, ...], *, queue_size: int, policy: SlowPolicy
     ) -> None:
         super().__init__(Handoff(queue_size, on_close=self._on_close))
         self.topics = topics
         self.policy: SlowPolicy = policy
-        self.stats = SubscriptionStats()
+        self._delivered = self._dropped = 0
         self._hub = hub
         #: Per topic, the id at or below which live events are skipped: the replay's newest, or
         #: the topic's newest when this subscription began (a composed one: the client's
         #: position, kept up to date).
         self.last_ids: dict[str, StreamId] = {}
+        #: Whether `last_ids` holds anything to skip: checked per event without the dict.
+        self._skipping = True
+
+    @property
+    def stats(self) -> SubscriptionStats:
+        """Counters of this subscription, as they are now."""
+        return SubscriptionStats(delivered=self._delivered, dropped=self._dropped)
 
     def _offer(self, topic: str, id_: StreamId, data: Encoded) -> bool:
         """Queue one event; False when this subscription is over and must be dropped."""
-        skip_to = self.last_ids.get(topic)
-        if skip_to is not None:
-            if id_ <= skip_to:
-                return True  # queued by the replay already, or older than this subscription
-            # Each topic's events come in id order from here on: nothing more to skip.  (Kept,
-            # the entry would be a new tuple in a dict per delivery for the collector to chase.)
-            del self.last_ids[topic]
+        if self._skipping:
+            skip_to = self.last_ids.get(topic)
+            if skip_to is not None:
+                if id_ <= skip_to:
+                    return True  # queued by the replay already, or older than this subscription
+                # Each topic's events come in id order from here on: nothing more to skip.
+                # (Kept, the entry would be a new tuple in a dict per delivery for the
+                # collector to chase.)
+                del self.last_ids[topic]
+            self._skipping = bool(self.last_ids)
         return self._queue(data)
 
     def _queue(self, data: Encoded) -> bool:
@@ -213,14 +225,14 @@ class Subscription(HandoffSource):
         try:
             if not handoff.try_put(data):
                 if self.policy == "drop_oldest":
-                    self.stats.dropped += handoff.put_dropping_oldest(data)
+                    self._dropped += handoff.put_dropping_oldest(data)
                 else:
                     handoff.finish(ending=Event(retry=SLOW_CLIENT_RETRY_MS).encode())
                     self._hub.count("disconnected_slow")
                     return False
         except ChannelClosed:
             return False
-        self.stats.delivered += 1
+        self._delivered += 1
         return True
 
     def end(self, ending: bytes = b"") -> None:
@@ -237,7 +249,7 @@ class Subscription(HandoffSource):
             self._handoff.try_put(reset)
         if replay:
             self._handoff.put_batch([data for _, _, data in replay])
-            self.stats.delivered += len(replay)
+            self._delivered += len(replay)
             for id_, name, _ in replay:
                 self.last_ids[name] = id_
 
@@ -253,6 +265,8 @@ class ComposedSubscription(Subscription):
     the client's position in every topic, so that a resume is exact whatever the order in which
     the topics' events arrived.  Each event is re-framed for it (its body is still shared).
     """
+
+    __slots__ = ("_compose",)
 
     def __init__(
         self,
