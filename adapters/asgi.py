@@ -208,12 +208,17 @@ class _SendWatchdog:
             # wakes; the pump then closes the source.
             stop()
 
-    async def write(self, data: bytes) -> None:
-        """Send one piece of the body; `_ClientGone` once the client has left."""
+    async def write(self, data: bytes, now: float | None = None) -> None:
+        """Send one piece of the body; `_ClientGone` once the client has left.
+
+        `now`: the loop's time of the stream's step that wrote it, when the driver knows it.
+        """
         if self.gone:
             raise _ClientGone
         loop = self.loop
-        self.sending_since = now = loop.time()
+        if now is None:
+            now = loop.time()
+        self.sending_since = now
         await self.send({"type": "http.response.body", "body": data, "more_body": True})
         self.sending_since = None
         if now >= self.busy_until:

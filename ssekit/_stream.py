@@ -255,8 +255,10 @@ class SSEStream:
             waiter.disarm()
             await self._end_async(handoff, task)
 
-    async def _drive_async(self, write: Callable[[bytes], Awaitable[object]]) -> None:
-        """`async for` + `await write(data)`, without an async generator between the two.
+    async def _drive_async(self, write: Callable[[bytes, float], Awaitable[object]]) -> None:
+        """`async for` + `await write(data, now)`, without an async generator between the two.
+
+        `now` is the loop's time of the step that wrote `data`.
 
         For a server adapter's pump, which writes every piece: the steps of `_run_async`, one
         generator's resumptions fewer per write.  Closing works as for a stream consumed by
@@ -269,13 +271,14 @@ class SSEStream:
         writer = self._writer
         waiter = LoopWaiter(loop)
         try:
-            await write(writer.opening(loop.time()))
+            now = loop.time()
+            await write(writer.opening(now), now)
             rested = False
             while True:
                 now = loop.time()
                 out, wait = self._step(handoff, now, rested)
                 for data in out:
-                    await write(data)
+                    await write(data, now)
                 del out  # not kept through the wait
                 if writer.state is _DONE:
                     return
