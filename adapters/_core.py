@@ -140,7 +140,12 @@ Compress = bool | Iterable[str] | CompressionPolicy
 
 def compression_policy(compress: Compress) -> CompressionPolicy:
     """The validated policy for a `compress=` option (a policy is taken as it is)."""
+    if compress is False:
+        return _NO_COMPRESSION  # the usual case: one policy for every stream
     return compress if isinstance(compress, CompressionPolicy) else CompressionPolicy(compress)
+
+
+_NO_COMPRESSION = CompressionPolicy(False)
 
 
 class AsyncBody(Protocol):
@@ -423,6 +428,8 @@ class BrokerEndpoint(Generic[R]):
         #: The `compress=` option, validated; `negotiate_encoding()` applies it per request.
         self.compression = compression_policy(compress)
         self.options = checked_options(options)
+        #: Built once and shared by every stream of this endpoint (they are never changed).
+        self.stream_options = StreamOptions(**options)
 
     def subscribe(self, topic: str, last_event_id: str | None) -> Decision:
         """Subscribe (the client is authorized); a client error never becomes a 500."""
@@ -464,7 +471,7 @@ class BrokerEndpoint(Generic[R]):
         """The stream to serve for a decision that is not a refusal."""
         if isinstance(decision, RetryLater):
             return to_sse([], retry=decision.ms, heartbeat=None)  # come back soon
-        return to_sse(decision.subscription, **self.options)
+        return SSEStream(decision.subscription, self.stream_options)
 
     def respond(self, decision: Decision) -> SSEStream | Refuse:
         """The stream to serve, or the refusal to send."""

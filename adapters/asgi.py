@@ -30,11 +30,11 @@ from ssekit.adapters._core import (
     SSE_HEADERS,
     AsyncBody,
     Compress,
+    Encoding,
     admit,
     compression_policy,
     merge_headers,
     negotiate_encoding,
-    track,
 )
 
 __all__ = ["DEFAULT_SEND_TIMEOUT", "SSEApp", "SSEMiddleware", "send_refusal", "serve_stream"]
@@ -76,29 +76,22 @@ async def serve_stream(
     closed, which closes its source.  With `compress=` (see `CompressionPolicy`) the coding is
     chosen from the request's `Accept-Encoding` and every write batch is compressed and flushed.
     """
+    # not `registry or ...`: an empty registry is falsy (it has __len__)
+    tracked = _registry_of(scope) if registry is None else registry
     if scope.get("method") != "HEAD":
-        # not `registry or ...`: an empty registry is falsy (it has __len__)
-        refused = admit(_registry_of(scope) if registry is None else registry, stream)
+        refused = admit(tracked, stream)  # tracks it: forgotten once it ends, below
         if refused is not None:  # at the registry's max_streams: 503, at once
             await stream.aclose()
             await send_refusal(send, refused)
             return
-    names = {name.lower() for name, _ in headers}
-    raw_headers = [h for h in _SSE_RAW_HEADERS if h[0] not in names] + list(headers)
-    policy = compression_policy(compress)
-    encoding = None
-    if policy.enabled:
-        text_headers = _text_headers(raw_headers)
-        encoding = negotiate_encoding(policy, _header(scope, b"accept-encoding"), text_headers)
-        raw_headers = _raw(merge_headers(text_headers, encoding.headers))
+    raw_headers, encoding = _response_head(scope, headers, compress)
     await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+    del raw_headers  # this frame lives as long as the stream: it keeps no more than it needs
     if scope.get("method") == "HEAD":
         await stream.aclose()
         await send({"type": "http.response.body", "body": b"", "more_body": False})
         return
     body: AsyncBody = stream if encoding is None else encoding.abody(stream)
-    # not `registry or ...`: an empty registry is falsy (it has __len__)
-    untrack = track(_registry_of(scope) if registry is None else registry, stream)
     # The stream is written by a task of its own, whose await chain is short (every event
     # resumes it), while this task, deep in the server's and framework's calls, waits for
     # `http.disconnect`: two tasks in all, and no third racing them with `asyncio.wait()`.
@@ -108,9 +101,24 @@ async def serve_stream(
     try:
         ended = await _watch_client(pump, receive, watchdog)
     finally:
-        untrack()
+        if tracked is not None:
+            tracked.discard(stream)
     if ended:
         await _send_quietly(send, {"type": "http.response.body", "body": b"", "more_body": False})
+
+
+def _response_head(
+    scope: Scope, headers: Sequence[tuple[bytes, bytes]], compress: Compress
+) -> tuple[list[tuple[bytes, bytes]], Encoding | None]:
+    """The response's headers (ours, then the app's), and the coding chosen if compressing."""
+    names = {name.lower() for name, _ in headers}
+    raw_headers = [h for h in _SSE_RAW_HEADERS if h[0] not in names] + list(headers)
+    policy = compression_policy(compress)
+    if not policy.enabled:
+        return raw_headers, None
+    text_headers = _text_headers(raw_headers)
+    encoding = negotiate_encoding(policy, _header(scope, b"accept-encoding"), text_headers)
+    return _raw(merge_headers(text_headers, encoding.headers)), encoding
 
 
 async def _watch_client(
@@ -125,38 +133,30 @@ async def _watch_client(
     task = asyncio.current_task()
     if task is None:
         raise RuntimeError("serve_stream() runs in an asyncio task (as an ASGI server calls it).")
-    listening = True
-    woken = False
-
-    def pump_ended(_: object) -> None:
-        nonlocal woken
-        if listening:
-            woken = True
-            task.cancel()
-
-    pump.add_done_callback(pump_ended)
+    watchdog.listener = task
+    pump.add_done_callback(watchdog.pump_ended)
     try:
         while not pump.done():
             try:
                 message = await receive()
             except asyncio.CancelledError:
-                if woken and _take_back_cancel(task):
+                if watchdog.woke_listener and _take_back_cancel(task):
                     break
                 raise
             except Exception:  # a failing receive() also means the client is gone
                 message = {"type": "http.disconnect"}
             if message["type"] == "http.disconnect":
-                listening = False
+                watchdog.listener = None
                 watchdog.client_left()
                 break
     except BaseException:  # cancelled from outside (a server stopping): stop writing first
-        listening = False
+        watchdog.listener = None
         watchdog.interrupt()
         with contextlib.suppress(BaseException):
             await asyncio.wait((pump,))
         raise
     finally:
-        listening = False
+        watchdog.listener = None
     return await pump
 
 
@@ -175,8 +175,8 @@ class _SendWatchdog:
     """
 
     __slots__ = (
-        *("busy_until", "finished", "fired", "gone", "loop", "send", "sending_since"),
-        *("stream", "task", "timeout"),
+        *("busy_until", "finished", "fired", "gone", "listener", "loop", "send"),
+        *("sending_since", "stream", "task", "timeout", "woke_listener"),
     )
 
     def __init__(
@@ -194,6 +194,16 @@ class _SendWatchdog:
         self.fired = False  # this cancelled the task, which must not leave `_pump`
         self.gone = False  # the client left
         self.finished = False  # the pump has returned
+        #: The request task while it waits for `http.disconnect` (`_watch_client`).
+        self.listener: asyncio.Task[Any] | None = None
+        self.woke_listener = False  # the pump ended and cancelled that wait
+
+    def pump_ended(self, _: object) -> None:
+        """The pump's task is done: end the request task's wait for `http.disconnect`."""
+        listener = self.listener
+        if listener is not None:
+            self.woke_listener = True
+            listener.cancel()
 
     def client_left(self) -> None:
         """`http.disconnect` came (or `receive()` failed): stop the stream."""

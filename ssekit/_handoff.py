@@ -239,7 +239,9 @@ class Handoff:
         self._nudged = False  # a nudge that found no consumer waiting: its next wait returns
         self._consumer: _Waiter | LoopWaiter | None = None
         #: Every parked producer: a `Channel` may have several blocked senders at once.
-        self._producers: list[_Waiter] = []
+        #: Every parked producer (a `Channel` may have several blocked senders at once); an
+        #: empty tuple, not a list, while there is none: most handoffs never have one.
+        self._producers: list[_Waiter] | tuple[()] = ()
 
     # -- producer side -------------------------------------------------------------------------
 
@@ -317,16 +319,16 @@ class Handoff:
         with self._lock:
             full = len(self._items) >= self._maxsize and not self._closed
             if full:
-                self._producers.append(waiter)
+                self._producers = [*self._producers, waiter]
         if not full:
             waiter.wake()
         return waiter
 
     def _unpark_producer(self, waiter: _Waiter) -> None:
-        with self._lock, contextlib.suppress(ValueError):
-            self._producers.remove(waiter)
+        with self._lock:
+            self._producers = [parked for parked in self._producers if parked is not waiter]
 
-    def _wake_producers(self, producers: list[_Waiter]) -> None:
+    def _wake_producers(self, producers: list[_Waiter] | tuple[()]) -> None:
         for waiter in producers:  # each one retries; those that find no room park again
             waiter.wake()
 
@@ -383,7 +385,7 @@ class Handoff:
             self._items.clear()
             producers = self._producers
             if producers:
-                self._producers = []
+                self._producers = ()
         finally:
             lock.release()
         if producers:
@@ -452,7 +454,7 @@ class Handoff:
                 return
             self._closed = self.ended = True
             self._items.clear()
-            producers, self._producers = self._producers, []
+            producers, self._producers = self._producers, ()
             consumer, self._consumer = self._consumer, None
         if consumer is not None:
             consumer.wake()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import functools
 import inspect
 import math
 import queue
@@ -341,7 +342,13 @@ def to_sse(source: Source, **options: Unpack[StreamOptionsDict]) -> SSEStream:
     exhausted (e.g. "[DONE]").  `on_error`: the client's message for a source's exception.
     `max_duration`: seconds after which the stream ends with a `retry:` hint.
     """
-    return SSEStream(source, StreamOptions(**options))
+    return SSEStream(source, StreamOptions(**options) if options else _default_options())
+
+
+@functools.cache
+def _default_options() -> StreamOptions:
+    """The options of `to_sse(source)` without any, shared: they are never changed."""
+    return StreamOptions()
 
 
 def _collect(handoff: Handoff, writer: StreamWriter, now: float) -> None:

@@ -50,6 +50,9 @@ MAX_BATCH_BYTES = 64 * 1024
 GENERIC_ERROR_MESSAGE = "The stream failed on the server."
 #: The reconnection hint sent when `max_duration` ends a stream and no `retry` was configured.
 DEFAULT_RECONNECT_HINT_MS = 1000
+#: Guards every writer's `request()` (rare: a close or shutdown from another thread), so that an
+#: idle stream does not carry a lock of its own.
+_REQUESTS_LOCK = threading.Lock()
 
 
 class WriterState(enum.Enum):
@@ -192,7 +195,6 @@ class StreamWriter:
         "_flush_at_once",
         "_frames",
         "_last_write",
-        "_lock",
         "_options",
         "_pending_bytes",
         "_requested",
@@ -212,7 +214,6 @@ class StreamWriter:
         self._flush_at_once = options.flush in ("each", "auto")
         self._ending = b""  # what DRAINING writes after the pending frames
         self._requested: EndRequested | ConsumerClosed | None = None
-        self._lock = threading.Lock()  # only for `request`, which other threads call
 
     @property
     def done(self) -> bool:
@@ -279,14 +280,14 @@ class StreamWriter:
         Kept for `poll` rather than applied here: the writer's state only ever changes on the
         consumer's thread.  A `ConsumerClosed` overrides an `EndRequested` still waiting.
         """
-        with self._lock:
+        with _REQUESTS_LOCK:
             if self._requested is None or isinstance(ending, ConsumerClosed):
                 self._requested = ending
 
     def poll(self, now: float) -> tuple[list[bytes], float | None]:
         """Time passes: return (byte strings to write now, seconds to wait or None)."""
         if self._requested is not None:
-            with self._lock:
+            with _REQUESTS_LOCK:
                 requested, self._requested = self._requested, None
             if requested is not None:
                 self.end(requested)
