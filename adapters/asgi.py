@@ -167,7 +167,8 @@ def _take_back_cancel(task: asyncio.Task[Any]) -> bool:
 
 
 class _SendWatchdog:
-    """One stream's pump as others see it: the disconnect watcher, and the loop's send check.
+    """One stream's pump as others see it: the request task waiting for the client to leave,
+    and the loop's send check.
 
     A client is dropped when one send has been stuck for `timeout` seconds (it stopped reading).
     The check is one timer per loop and timeout value, looking at the timestamps of every
