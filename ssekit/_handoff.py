@@ -90,11 +90,6 @@ class LoopWaiter:
         #: When the current wait must end (the loop's time), or infinity: when woken.
         self._due = math.inf
 
-    def arm(self) -> asyncio.Future[bool]:
-        """A new wait: the future the next `wake` or due timer resolves."""
-        future = self._future = self._loop.create_future()
-        return future
-
     def wake(self) -> None:
         future = self._future
         if future is None:
@@ -159,10 +154,9 @@ class _ForeignWakes:
     until it runs.
     """
 
-    __slots__ = ("__weakref__", "_lock", "_loop", "_pending")
+    __slots__ = ("__weakref__", "_lock", "_pending")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+    def __init__(self) -> None:  # it never holds its loop: it is that loop's value, held weakly
         self._lock = threading.Lock()
         self._pending: list[asyncio.Future[bool]] = []
 
@@ -172,7 +166,7 @@ class _ForeignWakes:
         with _foreign_lock:
             found = _foreign_by_loop.get(loop)
             if found is None:
-                found = _foreign_by_loop[loop] = cls(loop)
+                found = _foreign_by_loop[loop] = cls()
             return found
 
     def add(self, future: asyncio.Future[bool]) -> None:
@@ -182,7 +176,7 @@ class _ForeignWakes:
             self._pending.append(future)
         if first:
             try:
-                self._loop.call_soon_threadsafe(self._run)
+                future.get_loop().call_soon_threadsafe(self._run)
             except RuntimeError:  # a closed loop has nobody waiting
                 with self._lock:
                     self._pending.clear()
@@ -427,7 +421,7 @@ class Handoff:
                 self._nudged = False
                 return None
             self._consumer = waiter
-            future = waiter._future = waiter._loop.create_future()  # `arm()`, inlined: per event
+            future = waiter._future = waiter._loop.create_future()  # the wait's own future
             return future
         finally:
             lock.release()

@@ -7,6 +7,7 @@ directly, without a stream around it.
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 import time
 from collections.abc import Callable
@@ -15,7 +16,7 @@ from typing import Any
 import pytest
 
 from ssekit import ChannelClosed
-from ssekit._handoff import Handoff, LoopWaiter
+from ssekit._handoff import Handoff, LoopWaiter, _foreign_by_loop
 from ssekit._writer import SourceEnded, SourceFailed, SourceFinished
 
 pytestmark = pytest.mark.timeout(30)
@@ -478,3 +479,17 @@ def test_wakes_from_another_thread_reach_the_loop_in_one_callback() -> None:
         loop.run_until_complete(main(loop))
     finally:
         loop.close()
+
+
+def test_the_batches_of_wake_ups_keep_no_loop_alive() -> None:
+    async def main() -> None:
+        handoff = Handoff(4)
+        future = handoff.park_async(LoopWaiter(asyncio.get_running_loop()))
+        assert future is not None
+        start(lambda: handoff.try_put("event")).join(WAIT)
+        assert await future is True
+
+    for _ in range(3):
+        asyncio.run(main())
+    gc.collect()
+    assert len(_foreign_by_loop) == 0
