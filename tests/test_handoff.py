@@ -10,6 +10,7 @@ import asyncio
 import gc
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -482,14 +483,19 @@ def test_wakes_from_another_thread_reach_the_loop_in_one_callback() -> None:
 
 
 def test_the_batches_of_wake_ups_keep_no_loop_alive() -> None:
+    loops: list[weakref.ref[asyncio.AbstractEventLoop]] = []
+
     async def main() -> None:
+        loop = asyncio.get_running_loop()
+        loops.append(weakref.ref(loop))
         handoff = Handoff(4)
-        future = handoff.park_async(LoopWaiter(asyncio.get_running_loop()))
+        future = handoff.park_async(LoopWaiter(loop))
         assert future is not None
         start(lambda: handoff.try_put("event")).join(WAIT)
         assert await future is True
+        assert loop in _foreign_by_loop  # the wake-up came through a batch
 
     for _ in range(3):
         asyncio.run(main())
     gc.collect()
-    assert len(_foreign_by_loop) == 0
+    assert [ref() for ref in loops] == [None, None, None]
