@@ -127,20 +127,6 @@ async def _hand_pings() -> AsyncIterator[bytes]:
         _source_ended()
 
 
-async def _sse_starlette_idle() -> AsyncIterator[str]:
-    global _forever
-    if _forever is None:
-        _forever = asyncio.Event()
-    _source_started()
-    try:
-        await _forever.wait()
-        nothing: tuple[str, ...] = ()
-        for item in nothing:  # never runs: makes this an async generator that yields nothing
-            yield item
-    finally:
-        _source_ended()
-
-
 # -- the wrapper: /stats, /profile, counting -------------------------------------------------
 
 
@@ -309,7 +295,7 @@ def _hand_response() -> Any:
 def _sse_starlette_response() -> Any:
     from sse_starlette import EventSourceResponse
 
-    return EventSourceResponse(_sse_starlette_idle(), ping=max(1, round(INTERVAL)))
+    return EventSourceResponse(_async_idle(), ping=max(1, round(INTERVAL)))
 
 
 _sync_factory = _sync_source_factory()

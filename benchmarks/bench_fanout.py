@@ -309,20 +309,13 @@ class Recorder:
             self.complete[round_].set_result(None)
 
 
-class Subscriber(asyncio.Protocol):
-    """One SSE client: sends its GET, checks the status, notes when each round's event arrives.
+class StreamClient(asyncio.Protocol):
+    """A raw connection that sends one request: `ready` once its stream began, `lost` once
+    closed.  The benchmarks' clients (here and in bench_idle.py) read the bytes themselves."""
 
-    No HTTP library: the chunked framing is left in place, and `"round":<r>}` is looked for in
-    the bytes as they come (a match split between two reads is found through the kept tail).
-    """
-
-    def __init__(self, index: int, request: bytes, preamble: bool) -> None:
+    def __init__(self, request: bytes) -> None:
         loop = asyncio.get_running_loop()
-        self.index = index
         self.request = request
-        #: Does the app send body bytes (a comment) right after the head?
-        self.preamble = preamble
-        self.recorder: Recorder | None = None
         self.ready = loop.create_future()
         self.lost = loop.create_future()
         self.transport: asyncio.Transport | None = None
@@ -334,6 +327,37 @@ class Subscriber(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         transport.write(self.request)
+
+    def _fail(self, exc: BaseException) -> None:
+        if not self.ready.done():
+            self.ready.set_exception(exc)
+        if self.transport is not None:
+            self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.ready.done():
+            self.ready.set_exception(exc or ConnectionError("closed before the stream began"))
+        if not self.lost.done():
+            self.lost.set_result(None)
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+class Subscriber(StreamClient):
+    """One SSE client: sends its GET, checks the status, notes when each round's event arrives.
+
+    No HTTP library: the chunked framing is left in place, and `"round":<r>}` is looked for in
+    the bytes as they come (a match split between two reads is found through the kept tail).
+    """
+
+    def __init__(self, index: int, request: bytes, preamble: bool) -> None:
+        super().__init__(request)
+        self.index = index
+        #: Does the app send body bytes (a comment) right after the head?
+        self.preamble = preamble
+        self.recorder: Recorder | None = None
 
     def data_received(self, data: bytes) -> None:
         now = time.perf_counter()
@@ -364,22 +388,6 @@ class Subscriber(asyncio.Protocol):
     def _set_ready(self) -> None:
         if not self.ready.done():
             self.ready.set_result(None)
-
-    def _fail(self, exc: BaseException) -> None:
-        if not self.ready.done():
-            self.ready.set_exception(exc)
-        if self.transport is not None:
-            self.transport.close()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.ready.done():
-            self.ready.set_exception(exc or ConnectionError("closed before the stream began"))
-        if not self.lost.done():
-            self.lost.set_result(None)
-
-    def close(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
 
 
 async def connect(port: int, n: int, *, preamble: bool) -> list[Subscriber]:

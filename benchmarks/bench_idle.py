@@ -47,7 +47,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench_fanout import cpu_seconds, free_port, raise_fd_limit, system_busy_seconds
+from bench_fanout import (
+    StreamClient,
+    cpu_seconds,
+    free_port,
+    raise_fd_limit,
+    system_busy_seconds,
+)
 
 import ssekit
 
@@ -166,7 +172,7 @@ class Server:
 # -- the client --------------------------------------------------------------------------------
 
 
-class Stream(asyncio.Protocol):
+class Stream(StreamClient):
     """One SSE client: sends its GET, waits for the head, notes when each heartbeat arrives.
 
     No HTTP library: the body is chunked, and every heartbeat is a comment in a chunk of its
@@ -176,20 +182,8 @@ class Stream(asyncio.Protocol):
     recording = False
 
     def __init__(self, request: bytes) -> None:
-        loop = asyncio.get_running_loop()
-        self.request = request
-        self.ready = loop.create_future()
-        self.lost = loop.create_future()
-        self.transport: asyncio.Transport | None = None
+        super().__init__(request)
         self.times: list[float] = []
-        self._head = b""
-        self._in_body = False
-        self._tail = b""
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        transport.write(self.request)
 
     def data_received(self, data: bytes) -> None:
         if not self._in_body:
@@ -210,22 +204,6 @@ class Stream(asyncio.Protocol):
             if count:
                 now = time.monotonic()
                 self.times.extend([now] * count)
-
-    def _fail(self, exc: BaseException) -> None:
-        if not self.ready.done():
-            self.ready.set_exception(exc)
-        if self.transport is not None:
-            self.transport.close()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.ready.done():
-            self.ready.set_exception(exc or ConnectionError("closed before the stream began"))
-        if not self.lost.done():
-            self.lost.set_result(None)
-
-    def close(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
 
 
 async def open_streams(port: int, n: int) -> list[Stream]:
