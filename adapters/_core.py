@@ -427,8 +427,7 @@ class BrokerEndpoint(Generic[R]):
         self.policy = policy
         #: The `compress=` option, validated; `negotiate_encoding()` applies it per request.
         self.compression = compression_policy(compress)
-        self.options = checked_options(options)
-        #: Built once and shared by every stream of this endpoint (they are never changed).
+        #: Checked now, and shared by every stream of this endpoint (they are never changed).
         self.stream_options = StreamOptions(**options)
 
     def subscribe(self, topic: str, last_event_id: str | None) -> Decision:

@@ -253,8 +253,7 @@ class SSEStream:
                 if rest is not None:
                     await rest
         finally:
-            waiter.disarm()
-            await self._end_async(handoff, task)
+            await self._end_async(handoff, task, waiter)
 
     async def _drive_async(self, write: Callable[[bytes, float], Awaitable[object]]) -> None:
         """`async for` + `await write(data, now)`, without an async generator between the two.
@@ -288,8 +287,7 @@ class SSEStream:
                 if rest is not None:
                     await rest
         finally:
-            waiter.disarm()
-            await self._end_async(handoff, task)
+            await self._end_async(handoff, task, waiter)
 
     def _start_async(self) -> tuple[Handoff, asyncio.Task[None] | None, asyncio.AbstractEventLoop]:
         """Start the source for an async consumer: its handoff, its task (if any), the loop."""
@@ -321,7 +319,10 @@ class SSEStream:
             waiter.due_by(math.inf if wait is None else now + wait, now)
         return future
 
-    async def _end_async(self, handoff: Handoff, task: asyncio.Task[None] | None) -> None:
+    async def _end_async(
+        self, handoff: Handoff, task: asyncio.Task[None] | None, waiter: LoopWaiter
+    ) -> None:
+        waiter.disarm()
         self.state = StreamState.CLOSED
         handoff.close()
         if task is not None:
